@@ -18,7 +18,12 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-import cv2
+# OpenCV and FFmpeg print their own warnings to stderr for every unreachable stream or missing
+# camera; vadistill reports such problems itself in one line, so keep them quiet unless asked.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402  (must come after the environment above)
 import numpy as np
 
 from vadistill.errors import InputError
