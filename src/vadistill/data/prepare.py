@@ -48,6 +48,7 @@ from vadistill.data.archive import (
     unpack_archive,
 )
 from vadistill.data.download import download_file
+from vadistill.data.layout import default_data_root, frames_dir_for
 from vadistill.errors import InputError
 from vadistill.io.video import VIDEO_EXTENSIONS, list_frame_files, open_video
 
@@ -148,12 +149,6 @@ DATASET_NAMES = tuple(OFFICIAL_SOURCES)
 # extracted for these even without --extract-frames. Empty because every loader can read the
 # videos themselves through `open_video`; add a name here if a loader comes to need frames.
 DATASETS_NEEDING_FRAMES: frozenset[str] = frozenset()
-
-
-def default_data_root() -> Path:
-    """``$VADISTILL_DATA`` if set, else ``~/.cache/vadistill/datasets``."""
-    configured = os.environ.get("VADISTILL_DATA")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "vadistill" / "datasets"
 
 
 @dataclass(frozen=True)
@@ -363,22 +358,6 @@ def _link_or_copy_file(source: Path, target: Path) -> None:
 
 
 # -- frame extraction ------------------------------------------------------------------------
-def frames_dir_for(video: Path) -> Path:
-    """Where the frames of `video` go, beside the videos, in the common ``frames/<video>/`` layout.
-
-    ``.../videos/X.avi``           -> ``.../frames/X/``         (ShanghaiTech training)
-    ``.../<split>_videos/X.avi``   -> ``.../<split>/frames/X/`` (Avenue: testing_videos -> testing/frames)
-    ``.../X.avi`` (anything else)  -> ``.../frames/X/``
-    """
-    folder = video.parent
-    lowered = folder.name.lower()
-    if lowered == "videos":
-        return folder.parent / "frames" / video.stem
-    if lowered.endswith("_videos"):
-        return folder.parent / folder.name[: -len("_videos")] / "frames" / video.stem
-    return folder / "frames" / video.stem
-
-
 def find_videos(root: Path) -> list[Path]:
     """Video files under `root`, skipping hidden (bookkeeping) folders, in a stable order."""
     videos = []
