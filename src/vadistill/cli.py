@@ -1,0 +1,149 @@
+"""The `vadistill` command: argparse verbs, each a thin layer over the public API.
+
+User errors (vadistill.errors.InputError) print one line and exit with code 2, no traceback.
+Heavy imports (torch, matplotlib) happen inside the verbs so `vadistill --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from vadistill.errors import EXIT_USER_ERROR, InputError
+
+# Choices spelled out here (not imported) so that `--help` does not import numpy/scipy.
+FILTER_CHOICES = ("gaussian", "none", "aed-mae-shanghai", "aed-mae-avenue", "fast-aed")
+MACRO_POLICIES = ("exclude", "pad", "pad_unnormalized", "one_class_as_1")
+
+
+# -- verbs ---------------------------------------------------------------------------------------
+def run_demo(args: argparse.Namespace) -> int:
+    from vadistill.demo import run_demo as demo
+
+    summary = demo(Path(args.out), seed=args.seed, quick=args.quick, progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def run_data_prepare(args: argparse.Namespace) -> int:
+    from vadistill.data.prepare import prepare_dataset
+
+    root = prepare_dataset(args.name, args.source or None, Path(args.data_root) if args.data_root else None,
+                           extract_frames=args.extract_frames, force=args.force, progress=not args.quiet)
+    print(f"prepared {args.name} in {root}")
+    return 0
+
+
+def run_data_check(args: argparse.Namespace) -> int:
+    from vadistill.data.check import check_dataset
+
+    report = check_dataset(args.name, Path(args.root) if args.root else None, decode=args.decode)
+    print(report.summary())
+    return 0 if report.ok else EXIT_USER_ERROR
+
+
+def load_named_dataset(name: str, root: str | None, options: list[str] | None = None):
+    from vadistill.data.benchmarks import load_dataset
+
+    return load_dataset(name, Path(root) if root else None, **parse_key_values(options or []))
+
+
+def parse_key_values(pairs: list[str]) -> dict[str, str]:
+    """`--option key=value` pairs for dataset loaders (e.g. labels=frame-prediction for Avenue)."""
+    options = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InputError(pair, "expected key=value")
+        key, value = pair.split("=", 1)
+        options[key.replace("-", "_")] = value
+    return options
+
+
+def temporal_filter_from_args(args: argparse.Namespace):
+    """`--filter gaussian|none` with `--sigma`, or the name of an official-code filter."""
+    from vadistill.scoring import OFFICIAL_FILTERS, TemporalFilter
+
+    if args.filter in OFFICIAL_FILTERS:
+        return OFFICIAL_FILTERS[args.filter]
+    return TemporalFilter(kind=args.filter, sigma=args.sigma if args.filter == "gaussian" else 0.0)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from vadistill.evaluate import evaluate_scores, load_scores, write_report
+
+    scores = load_scores(Path(args.scores))
+    dataset = load_named_dataset(args.dataset, args.root, args.option)
+    result = evaluate_scores(scores, dataset.test_labels(), filter=temporal_filter_from_args(args),
+                             macro_policy=args.macro_policy, normalization=args.normalization,
+                             source=str(args.scores))
+    result["dataset"] = {"name": dataset.name, "root": dataset.root, **dataset.notes}
+    json_path, md_path = write_report(result, Path(args.out))
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vadistill", description="Video anomaly detection by knowledge distillation.")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    demo = verbs.add_parser("demo", help="train a small detector on a generated scene and score a clip with an anomaly")
+    demo.add_argument("--out", default="vadistill-demo", help="output folder (default: ./vadistill-demo)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--quick", action="store_true", help="a shorter run (smoke test)")
+    demo.set_defaults(handler=run_demo)
+
+    data = verbs.add_parser("data", help="prepare and check benchmark datasets")
+    data_verbs = data.add_subparsers(dest="data_verb", required=True)
+    prepare = data_verbs.add_parser("prepare", help="download/unpack a dataset into the data root")
+    prepare.add_argument("name", help="ped1, ped2, avenue, shanghaitech, ubnormal or custom")
+    prepare.add_argument("--source", action="append",
+                         help="archive, folder, file or URL (repeatable); default: the official downloads")
+    prepare.add_argument("--data-root", help="folder holding all datasets (default: $VADISTILL_DATA or "
+                                             "~/.cache/vadistill/datasets); the dataset goes to <data root>/<name>")
+    prepare.add_argument("--extract-frames", action="store_true", help="decode videos into frame folders")
+    prepare.add_argument("--force", action="store_true", help="redo sources already prepared")
+    prepare.set_defaults(handler=run_data_prepare)
+    check = data_verbs.add_parser("check", help="check frames against ground truth and report what is wrong")
+    check.add_argument("name")
+    check.add_argument("--root", help="dataset folder (default: <data root>/<name>)")
+    check.add_argument("--decode", action="store_true", help="decode every frame (finds corrupt images)")
+    check.set_defaults(handler=run_data_check)
+
+    evaluate = verbs.add_parser("evaluate", help="per-frame scores in, metrics table out (JSON + markdown)")
+    evaluate.add_argument("scores", help=".json, .npz, .csv or a folder of per-video .npy/.csv")
+    evaluate.add_argument("--dataset", required=True, help="benchmark whose test labels to use")
+    evaluate.add_argument("--root", help="dataset folder (default: <data root>/<name>)")
+    evaluate.add_argument("--option", action="append", help="dataset loader option key=value (repeatable)")
+    evaluate.add_argument("--filter", default="gaussian", choices=FILTER_CHOICES,
+                          help="temporal filter: a centred normalised gaussian (default), none, or an official-code "
+                               "variant for reproduction")
+    evaluate.add_argument("--sigma", type=float, default=3.0, help="gaussian width in frames (default 3)")
+    evaluate.add_argument("--normalization", default="none", choices=("none", "minmax"),
+                          help="per-video score normalisation (minmax only to reproduce official code: transductive)")
+    evaluate.add_argument("--macro-policy", default="exclude", choices=MACRO_POLICIES,
+                          help="macro AUC for videos with one class: exclude them (default) or an official variant "
+                               "(see vadistill.metrics.macro_auc)")
+    evaluate.add_argument("--out", default="vadistill-eval", help="output folder")
+    evaluate.set_defaults(handler=run_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except InputError as error:
+        print(f"vadistill: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("vadistill: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
