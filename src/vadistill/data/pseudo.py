@@ -1,0 +1,367 @@
+"""Synthetic anomalies for AED-MAE: object sequences pasted into normal training clips.
+
+The paper (Ristea et al., CVPR 2024, Sec. 3.3) pastes temporally consistent action segments cut
+out of UBnormal into the normal training videos, and trains the model to reconstruct the CLEAN
+frame plus a pixel map of where the pasted object is. This module provides:
+
+* :class:`ObjectBank`: a set of object sequences, each a list of (RGB crop, mask) per frame.
+  Banks come from two sources:
+
+  (a) :meth:`ObjectBank.harvest`: automatic harvesting from any footage with a static camera:
+      median background -> |frame - background| > threshold -> morphological opening/closing ->
+      connected components (area within bounds) -> greedy tracking by box overlap (IoU) across
+      consecutive frames -> tracks of at least ``min_track_length`` frames are cut out.
+      So the method works without UBnormal.
+  (b) :meth:`ObjectBank.from_folder`: a folder of prepared sequences, e.g. cut from UBnormal's
+      annotations. Layout (one sub-folder per sequence, frames in natural order)::
+
+          <root>/<sequence>/<k>.png            RGBA: colour + alpha (alpha > 127 = object), or
+          <root>/<sequence>/<k>.png|.jpg       colour, with
+          <root>/<sequence>/<k>_mask.png       grey mask (> 127 = object)
+
+      :meth:`ObjectBank.save` writes the RGBA form, so harvested banks can be inspected/reused.
+
+* :func:`paste_object` / :func:`paste_batch`: paste one sequence into a (t-3, t, t+3) clip:
+  random scale (object height as a fraction of the frame height), random position, a random
+  playback speed (object frames advance ``speed`` steps per video frame, so people "run"),
+  optional time reversal and horizontal flip, and a linear drift; the same object and one
+  consistent trajectory across the clip's frames. The map of frame t is the training target of
+  the anomaly-map channel; the classification target is 1.
+
+Everything random takes a ``numpy.random.Generator``: same seed, same anomalies.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from vadistill.errors import InputError
+
+
+@dataclass(frozen=True)
+class ObjectSequence:
+    """One object over consecutive frames.
+
+    Attributes:
+        frames: per frame an (h, w, 3) uint8 RGB crop (sizes may vary along the sequence).
+        masks: per frame an (h, w) bool mask of the object inside its crop.
+        source: where it was cut from (for reports).
+    """
+
+    frames: tuple[np.ndarray, ...]
+    masks: tuple[np.ndarray, ...]
+    source: str = ""
+
+    def __post_init__(self):
+        if len(self.frames) != len(self.masks) or not self.frames:
+            raise ValueError("an object sequence needs as many masks as frames, and at least one frame")
+        for frame, mask in zip(self.frames, self.masks):
+            if frame.shape[:2] != mask.shape or frame.ndim != 3 or frame.dtype != np.uint8:
+                raise ValueError(f"crop {frame.shape} {frame.dtype} does not match its mask {mask.shape}")
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+@dataclass(frozen=True)
+class HarvestConfig:
+    """Settings of :meth:`ObjectBank.harvest` (sizes are fractions of the frame area/size)."""
+
+    threshold: int = 25  # |frame - median background| (max over channels) above this is foreground
+    background_frames: int = 60  # frames (evenly spaced) the median background is taken over
+    open_kernel: int = 3  # opening removes speckle noise
+    close_kernel: int = 7  # closing fills holes inside objects
+    min_area: float = 0.002  # smallest component, fraction of the frame area
+    max_area: float = 0.2  # largest component, fraction of the frame area
+    iou_threshold: float = 0.2  # box overlap that links a component to a track in the next frame
+    min_track_length: int = 7  # shortest kept track: enough for t-3 .. t+3 at speed 1
+    max_track_length: int = 48  # longer tracks are cut into pieces of this length
+    margin: int = 2  # pixels added around each box before cropping
+    max_objects: int = 300  # at most this many sequences (evenly spread over the tracks found)
+
+
+@dataclass(frozen=True)
+class PasteConfig:
+    """Settings of the pasted synthetic anomalies."""
+
+    probability: float = 0.25  # fraction of training samples that receive an object (paper: 25%)
+    scale: tuple[float, float] = (0.15, 0.6)  # object height, fraction of the frame height
+    speed: tuple[int, int] = (1, 3)  # object frames advanced per video frame (inclusive range)
+    drift: float = 0.02  # max linear drift per frame, fraction of the frame width
+    flip_probability: float = 0.5  # horizontal flip (whole sequence)
+    reverse_probability: float = 0.2  # play the object backwards
+    match_grey: bool = True  # turn the object grey when the clip is grey (e.g. UCSD Ped2)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "PasteConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown PasteConfig keys: {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """IoU of two (x, y, w, h) boxes."""
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0, min(ax2, bx2) - max(a[0], b[0]))
+    ih = max(0, min(ay2, by2) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def foreground_masks(frames: np.ndarray, config: HarvestConfig) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, H, W) uint8 {0, 1} foreground by median background subtraction."""
+    count = min(config.background_frames, len(frames))
+    picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
+    background = np.median(frames[picks], axis=0).astype(np.int16)  # (H, W, 3)
+    open_k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (config.open_kernel,) * 2)
+    close_k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (config.close_kernel,) * 2)
+    out = np.empty(frames.shape[:3], dtype=np.uint8)
+    for index, frame in enumerate(frames):
+        diff = np.abs(frame.astype(np.int16) - background).max(axis=2)  # (H, W)
+        mask = (diff > config.threshold).astype(np.uint8)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, open_k)
+        out[index] = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, close_k)
+    return out
+
+
+def harvest_sequences(frames: np.ndarray, config: HarvestConfig, source: str = "") -> list[ObjectSequence]:
+    """Object sequences of one static-camera video ((T, H, W, 3) uint8 RGB)."""
+    T, H, W = frames.shape[:3]
+    area = H * W
+    fg = foreground_masks(frames, config)
+    finished: list[list[tuple[int, tuple, np.ndarray]]] = []
+    active: list[list[tuple[int, tuple, np.ndarray]]] = []  # per track: (frame, box, component mask)
+    for t in range(T):
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(fg[t], connectivity=8)
+        comps = []
+        for label in range(1, count):
+            x, y, w, h, a = (int(v) for v in stats[label])
+            if config.min_area * area <= a <= config.max_area * area:
+                comps.append(((x, y, w, h), labels == label))
+        # Greedy matching: best-overlapping (track, component) pairs first.
+        pairs = sorted(((_box_iou(track[-1][1], box), i, j) for i, track in enumerate(active)
+                        for j, (box, _) in enumerate(comps)), reverse=True)
+        used_tracks, used_comps = set(), set()
+        for iou, i, j in pairs:
+            if iou < config.iou_threshold:
+                break
+            if i in used_tracks or j in used_comps:
+                continue
+            active[i].append((t, *comps[j]))
+            used_tracks.add(i)
+            used_comps.add(j)
+        still = []
+        for i, track in enumerate(active):
+            (still if i in used_tracks else finished).append(track)
+        active = still + [[(t, *comps[j])] for j in range(len(comps)) if j not in used_comps]
+    finished += active
+
+    sequences = []
+    for track in finished:
+        for start in range(0, len(track), config.max_track_length):
+            piece = track[start:start + config.max_track_length]
+            if len(piece) < config.min_track_length:
+                continue
+            crops, masks = [], []
+            for t, (x, y, w, h), mask in piece:
+                x0, y0 = max(0, x - config.margin), max(0, y - config.margin)
+                x1, y1 = min(W, x + w + config.margin), min(H, y + h + config.margin)
+                crops.append(np.ascontiguousarray(frames[t, y0:y1, x0:x1]))
+                masks.append(np.ascontiguousarray(mask[y0:y1, x0:x1]))
+            sequences.append(ObjectSequence(tuple(crops), tuple(masks), f"{source}@{piece[0][0]}"))
+    return sequences
+
+
+class ObjectBank:
+    """A collection of :class:`ObjectSequence` to paste as synthetic anomalies."""
+
+    def __init__(self, sequences: Sequence[ObjectSequence], description: str = ""):
+        self.sequences = list(sequences)
+        self.description = description
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __getitem__(self, index: int) -> ObjectSequence:
+        return self.sequences[index]
+
+    def sample(self, rng: np.random.Generator) -> ObjectSequence:
+        if not self.sequences:
+            raise ValueError("the object bank is empty")
+        return self.sequences[int(rng.integers(len(self.sequences)))]
+
+    @classmethod
+    def harvest(cls, videos: Sequence[np.ndarray], *, config: HarvestConfig = HarvestConfig(),
+                names: Sequence[str] | None = None, description: str = "") -> "ObjectBank":
+        """Cut moving objects out of static-camera videos ((T, H, W, 3) uint8 RGB arrays).
+
+        Deterministic (no randomness). When more than ``config.max_objects`` sequences are
+        found, an evenly spaced subset is kept so that every video contributes.
+        """
+        sequences: list[ObjectSequence] = []
+        for index, frames in enumerate(videos):
+            name = names[index] if names is not None else str(index)
+            sequences += harvest_sequences(np.asarray(frames), config, source=name)
+        if len(sequences) > config.max_objects:
+            keep = np.linspace(0, len(sequences) - 1, config.max_objects).round().astype(int)
+            sequences = [sequences[i] for i in keep]
+        return cls(sequences, description or f"harvested from {len(videos)} video(s)")
+
+    @classmethod
+    def from_folder(cls, path: str | os.PathLike) -> "ObjectBank":
+        """Load sequences laid out as described in the module docstring.
+
+        Raises:
+            InputError: missing folder, no sequence, unreadable image or a crop without mask.
+        """
+        root = Path(path)
+        if not root.is_dir():
+            raise InputError(root, "no such object-bank folder")
+        from vadistill.io.video import natural_key  # the one natural sort of the code base
+
+        sequences = []
+        for folder in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name)):
+            images = sorted((p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")
+                             and not p.stem.endswith("_mask")), key=lambda p: natural_key(p.name))
+            crops, masks = [], []
+            for image_path in images:
+                image = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
+                if image is None:
+                    raise InputError(image_path, "could not be read as an image")
+                mask_path = image_path.with_name(image_path.stem + "_mask.png")
+                if mask_path.exists():
+                    mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+                    if mask is None or mask.shape != image.shape[:2]:
+                        raise InputError(mask_path, f"expected a grey mask of size {image.shape[1]}x{image.shape[0]}")
+                    mask = mask > 127
+                elif image.ndim == 3 and image.shape[2] == 4:
+                    mask = image[:, :, 3] > 127
+                else:
+                    raise InputError(image_path, "needs an alpha channel (RGBA PNG) or a <name>_mask.png beside it")
+                if image.ndim == 2:
+                    image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+                else:
+                    image = cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2RGB)
+                crops.append(image)
+                masks.append(mask)
+            if crops:
+                sequences.append(ObjectSequence(tuple(crops), tuple(masks), f"{root.name}/{folder.name}"))
+        if not sequences:
+            raise InputError(root, "no object sequence found (expected <root>/<sequence>/<k>.png)")
+        return cls(sequences, f"loaded from {root}")
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the bank as ``<path>/<NNNN>/<k>.png`` RGBA images (readable by from_folder)."""
+        root = Path(path)
+        for index, seq in enumerate(self.sequences):
+            folder = root / f"{index:04d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for k, (crop, mask) in enumerate(zip(seq.frames, seq.masks)):
+                rgba = np.dstack([cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), mask.astype(np.uint8) * 255])
+                cv2.imwrite(str(folder / f"{k}.png"), rgba)
+        return root
+
+
+def paste_object(clip: np.ndarray, deltas: Sequence[int], sequence: ObjectSequence, rng: np.random.Generator,
+                 config: PasteConfig = PasteConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """Paste one object sequence into one clip along one consistent trajectory.
+
+    Args:
+        clip: (K, H, W, 3) uint8 frames of the clip (e.g. t-3, t, t+3; not modified).
+        deltas: (K,) time of each clip frame relative to the centre frame t, after clamping at
+            the video borders (e.g. (-3, 0, 3), or (0, 0, 3) for t = 0).
+        sequence: the object to paste.
+        rng: randomness (scale, position, speed, flip, drift, reversal).
+        config: ranges of the random choices.
+
+    Returns:
+        (K, H, W, 3) uint8 pasted clip and (K, H, W) float32 {0, 1} object masks.
+    """
+    K, H, W = clip.shape[:3]
+    deltas = np.asarray(deltas, dtype=np.int64)
+    L = len(sequence)
+    lo, hi = int(deltas.min()), int(deltas.max())
+    speed = int(rng.integers(config.speed[0], config.speed[1] + 1))
+    if hi > lo:
+        speed = max(1, min(speed, (L - 1) // (hi - lo))) if L > 1 else 1
+    first, last = -lo * speed, L - 1 - hi * speed  # valid range of the object index at frame t
+    middle = int(rng.integers(first, last + 1)) if last >= first else (L - 1) // 2
+    reverse = rng.random() < config.reverse_probability
+    flip = rng.random() < config.flip_probability
+    object_index = np.clip(middle + deltas * speed * (-1 if reverse else 1), 0, L - 1)
+
+    ref_h, ref_w = sequence.frames[int(object_index[np.argmin(np.abs(deltas))])].shape[:2]
+    factor = rng.uniform(*config.scale) * H / max(ref_h, 1)
+    factor = min(factor, 0.9 * W / max(ref_w, 1))  # keep the object narrower than the frame
+    half_h, half_w = ref_h * factor / 2, ref_w * factor / 2
+    cy = rng.uniform(min(half_h, H / 2), max(H - half_h, H / 2))
+    cx = rng.uniform(min(half_w, W / 2), max(W - half_w, W / 2))
+    vx, vy = rng.uniform(-1, 1, size=2) * config.drift * np.array([W, H / 2])
+    grey = config.match_grey and bool(np.all(clip[..., 0] == clip[..., 1])) and bool(np.all(clip[..., 1] == clip[..., 2]))
+
+    out = clip.copy()
+    masks = np.zeros((K, H, W), dtype=np.float32)
+    for k in range(K):
+        crop = sequence.frames[int(object_index[k])]
+        mask = sequence.masks[int(object_index[k])].astype(np.float32)
+        h = max(1, int(round(crop.shape[0] * factor)))
+        w = max(1, int(round(crop.shape[1] * factor)))
+        crop = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
+        if flip:
+            crop, mask = crop[:, ::-1], mask[:, ::-1]
+        if grey:
+            crop = np.repeat(cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
+        # top-left corner of this frame's crop: centre + drift * time offset
+        y0 = int(round(cy + vy * deltas[k] - h / 2))
+        x0 = int(round(cx + vx * deltas[k] - w / 2))
+        ys, xs = max(0, y0), max(0, x0)
+        ye, xe = min(H, y0 + h), min(W, x0 + w)
+        if ye <= ys or xe <= xs:
+            continue  # drifted out of the frame
+        m = mask[ys - y0:ye - y0, xs - x0:xe - x0, None]  # (h', w', 1) soft alpha
+        region = out[k, ys:ye, xs:xe].astype(np.float32)
+        pasted = m * crop[ys - y0:ye - y0, xs - x0:xe - x0].astype(np.float32) + (1 - m) * region
+        out[k, ys:ye, xs:xe] = np.clip(pasted + 0.5, 0, 255).astype(np.uint8)
+        masks[k, ys:ye, xs:xe] = (m[..., 0] > 0.5).astype(np.float32)
+    return out, masks
+
+
+def paste_batch(clips: np.ndarray, deltas: np.ndarray, bank: ObjectBank | None, rng: np.random.Generator,
+                config: PasteConfig = PasteConfig()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paste objects into a random `config.probability` share of a batch of clips.
+
+    Args:
+        clips: (B, K, H, W, 3) uint8.
+        deltas: (B, K) clamped frame offsets of each clip relative to its centre frame.
+        bank: objects to paste; None or empty: nothing is pasted.
+        rng: randomness.
+        config: paste settings.
+
+    Returns:
+        clips (B, K, H, W, 3) uint8 (a new array only if something was pasted), maps (B, K, H, W)
+        float32 object masks, labels (B,) float32 (1 = a pasted object is visible in frame t).
+    """
+    B, K, H, W = clips.shape[:4]
+    maps = np.zeros((B, K, H, W), dtype=np.float32)
+    labels = np.zeros(B, dtype=np.float32)
+    if bank is None or len(bank) == 0 or config.probability <= 0:
+        return clips, maps, labels
+    chosen = rng.random(B) < config.probability
+    if not chosen.any():
+        return clips, maps, labels
+    clips = clips.copy()
+    for b in np.flatnonzero(chosen):
+        clips[b], maps[b] = paste_object(clips[b], deltas[b], bank.sample(rng), rng, config)
+        centre = int(np.argmin(np.abs(deltas[b])))
+        labels[b] = float(maps[b, centre].any())
+    return clips, maps, labels

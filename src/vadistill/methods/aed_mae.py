@@ -1,0 +1,794 @@
+"""AED-MAE: self-distilled masked auto-encoders for video anomaly detection.
+
+Ristea, Croitoru, Ionescu, Popescu, Khan, Shah. "Self-Distilled Masked Auto-Encoders are Efficient
+Video Anomaly Detectors", CVPR 2024 (arXiv 2306.12041). Implemented from the paper; the authors'
+code (CC BY-NC-SA) was read to pin down details the paper leaves open, none of it is copied.
+
+How it works (reads top to bottom):
+
+1. Input: frames t-3, t, t+3 stacked as 9 channels (clamped at the video borders), scaled to
+   [-1, 1]. Output: 4 channels per pixel: the CLEAN frame t (3) and an anomaly map (1).
+2. Encoder (Sec. 3.1): a convolutional patch embedding (patch p = 16), a learnable CLS token and
+   CvT blocks: self-attention whose queries/keys/values come from a depthwise convolution over
+   the token grid (+ batch norm, + linear projection), and a pointwise MLP. In training, half of
+   the patch tokens are dropped at random (MAE masking, ratio 0.5).
+3. Teacher decoder: mask tokens fill the dropped positions, 3 CvT blocks and a linear head to
+   4 x p x p pixels per token. Student decoder: branches off after teacher block 1 and adds one
+   block and its own head (Sec. 3.2). A linear classifier on the encoder's CLS token says whether
+   the frame holds a (synthetic) anomaly.
+4. Training, stage 1 (teacher): motion-weighted reconstruction loss on the masked tokens
+   (Sec. 3.1, weights from `vadistill.data.motion`), anomaly-map loss, classification BCE; 25% of
+   the samples get a pasted object sequence (`vadistill.data.pseudo`, Sec. 3.3) while the target
+   stays the clean frame. Loss = L_rec + (1/3) L_map + 0.1 L_cls (see "Departures").
+   Stage 2 (student): encoder and teacher frozen, the student decoder learns to reproduce the
+   teacher's output on the masked tokens (self-distillation).
+5. Scoring (Sec. 3.4): per pixel, the teacher's reconstruction error (|teacher - target|,
+   target = frame t and an all-normal map) and the teacher-student discrepancy; each map is
+   filtered with a 3-D mean filter over (t, h, w) and its spatial maximum is the frame term; the
+   classifier's logit is the third term. Each term is standardised with statistics measured on
+   held-out NORMAL training frames at the end of training (saved in the checkpoint) and the
+   terms are mixed 0.4 / 0.3 / 0.3, then smoothed over time with a `TemporalFilter`.
+
+Departures from the paper (and from the authors' code), and why:
+
+* Inference without masking (``inference_mask_ratio = 0``): every token is visible, so scores are
+  deterministic and the anomaly is never hidden from the encoder. The authors' inference code
+  masks 50% of the tokens at test time as in training; ``inference_mask_ratio=0.5`` reproduces
+  that (with a fixed-seed generator, so it stays deterministic).
+* Masked tokens and the depthwise convolutions: the authors reshape the visible tokens into a
+  fake (H, W/2) grid before the convolutions, which mixes tokens that are not neighbours. Here
+  the visible tokens are scattered back to their true grid positions (zeros elsewhere) before
+  the depthwise convolution, and batch norm statistics come from the visible tokens only.
+* The pointwise MLP is applied to the CLS token as well (a 1x1 convolution is a per-token
+  linear layer; the authors' code passes the CLS token around it). Attention uses PyTorch's SDPA
+  with the usual 1/sqrt(head_dim) scale (the authors' code scales by 1/sqrt(dim)).
+* Motion weights: Eq. (1)-(4) of `vadistill.data.motion` (absolute temporal difference of the
+  frames t-1 and t+1, as in the authors' preprocessing; pasted objects added to it). A sample
+  without motion gets uniform weights (the authors' code divides by zero). The weighted loss is
+  averaged over the masked tokens per sample and over the batch (the authors' code sums the
+  weighted error of ALL tokens and over the batch; ``loss_tokens="all"`` uses all tokens).
+* Loss weights: the paper trains one MSE over the 4 output channels; we split it into the RGB
+  term and the map term with the same relative weight (1/3 = one channel against three). The
+  classifier's BCE weight (0.1) is our choice.
+* Stage 2 keeps the frozen parts in eval mode (their batch-norm statistics stop moving).
+* Synthetic anomalies: objects harvested automatically from any static-camera footage by
+  background subtraction (or loaded from a folder, e.g. UBnormal cut-outs), not UBnormal only.
+* Score standardisation: the paper normalises each term per test video (transductive: it needs
+  the whole test video). The default here standardises each term with mean/std measured on
+  normal validation frames; ``score_norm="video-minmax"`` reproduces the per-video min-max
+  variant and is documented as transductive.
+* Model selection / early stopping on the validation loss of held-out normal training frames
+  (the last ``val_fraction`` of every training video), never on test labels.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+from scipy.ndimage import uniform_filter
+
+from vadistill.checkpoint import load_checkpoint, save_checkpoint
+from vadistill.data.clips import (ClipDataset, FrameCache, VideoLike, batch_indices, clip_indices, load_frames,
+                                  resize_frames, video_name)
+from vadistill.data.motion import motion_token_weights, temporal_gradient
+from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig, paste_batch
+from vadistill.errors import InputError
+from vadistill.methods.base import VadMethod
+from vadistill.scoring import TemporalFilter, calibrate_threshold, normalize_per_video, smooth
+from vadistill.train import prepare_run_dir, run_stage
+
+FORMAT_VERSION = 1
+TERMS = ("teacher", "student", "classifier")  # frame-level score terms, in score_weights order
+SCORE_NORMS = ("val-zscore", "video-minmax")
+ERRORS = ("l1", "l2")
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AedMaeConfig:
+    """Every setting of AED-MAE: model sizes, training, synthetic anomalies and scoring."""
+
+    # -- model (paper defaults: about 3 M parameters at patch 16 on 320x640) --
+    input_size: tuple[int, int] = (320, 640)  # (H, W) frames are resized to; multiples of patch_size
+    patch_size: int = 16  # token size p in pixels (convolutional patch embedding, stride p)
+    frame_offsets: tuple[int, ...] = (-3, 0, 3)  # input frames relative to t; 0 must be included
+    embed_dim: int = 256  # encoder width
+    depth: int = 3  # encoder CvT blocks
+    num_heads: int = 4  # encoder attention heads
+    decoder_dim: int = 128  # decoder width
+    decoder_depth: int = 3  # teacher decoder blocks
+    decoder_heads: int = 4  # decoder attention heads
+    student_branch: int = 1  # teacher blocks shared before the student branches off
+    student_depth: int = 1  # blocks the student adds after the branch
+    mlp_ratio: float = 2.0  # MLP hidden width / block width
+    dw_kernel: int = 3  # depthwise convolution kernel of the Q/K/V projections
+    mlp_dropout: float = 0.1  # dropout inside the MLPs (training only)
+    mask_ratio: float = 0.5  # share of patch tokens dropped in training (MAE masking)
+    inference_mask_ratio: float = 0.0  # share dropped at inference (authors' code: 0.5; see Departures)
+
+    # -- training --
+    seed: int = 0  # seeds weights, batches, masks and pasted objects
+    batch_size: int = 16  # samples per optimisation step
+    lr: float = 1e-4  # AdamW learning rate (authors' code: 1e-4)
+    weight_decay: float = 0.05  # AdamW weight decay (authors' code: 0.05)
+    teacher_epochs: int = 100  # max epochs of stage 1 (encoder + teacher + classifier)
+    student_epochs: int = 50  # max epochs of stage 2 (student decoder only)
+    patience: int = 10  # early stopping: epochs without validation improvement
+    val_fraction: float = 0.1  # last share of every training video held out as normal validation
+    max_steps_per_epoch: int = 0  # cap on optimisation steps per epoch (0 = a full pass)
+    motion_weighting: bool = True  # weight the reconstruction loss by motion gradients (Sec. 3.1)
+    motion_step: int = 1  # s in G = |I[t+s] - I[t-s]|
+    min_anomaly_magnitude: float = 128.0  # a pasted pixel counts at least this much motion
+    loss_tokens: str = "masked"  # tokens the reconstruction loss covers: "masked" or "all"
+    map_loss_weight: float = 1.0 / 3.0  # weight of the anomaly-map MSE against the RGB MSE
+    cls_loss_weight: float = 0.1  # weight of the classification BCE
+    paste: PasteConfig = field(default_factory=PasteConfig)  # synthetic anomalies (probability 0 = off)
+    harvest: HarvestConfig = field(default_factory=HarvestConfig)  # automatic object harvesting
+
+    # -- scoring --
+    score_weights: tuple[float, float, float] = (0.4, 0.3, 0.3)  # teacher, student discrepancy, classifier
+    error: str = "l1"  # per-pixel error: "l1" (authors' Ped2/ShanghaiTech) or "l2" (their Avenue)
+    map_filter: tuple[int, int, int] = (9, 9, 9)  # 3-D mean filter size over (t, h, w) on the maps
+    score_norm: str = "val-zscore"  # "val-zscore" (inductive) or "video-minmax" (transductive, official)
+    temporal_filter: TemporalFilter = field(default_factory=lambda: TemporalFilter(kind="gaussian", sigma=5.0))
+    threshold_quantile: float = 0.99  # decision threshold = this quantile of normal validation scores
+    inference_batch_size: int = 16  # frames per forward pass when scoring
+
+    def __post_init__(self):
+        h, w = self.input_size
+        if h % self.patch_size or w % self.patch_size:
+            raise ValueError(f"input_size {self.input_size} must be a multiple of patch_size {self.patch_size}")
+        if self.embed_dim % self.num_heads or self.decoder_dim % self.decoder_heads:
+            raise ValueError("embed_dim / decoder_dim must be divisible by their number of heads")
+        if 0 not in self.frame_offsets:
+            raise ValueError("frame_offsets must contain 0 (the reconstructed frame t)")
+        if not 1 <= self.student_branch <= self.decoder_depth:
+            raise ValueError("student_branch must be in [1, decoder_depth]")
+        if not (0 <= self.mask_ratio < 1 and 0 <= self.inference_mask_ratio < 1):
+            raise ValueError("mask ratios must be in [0, 1)")
+        if self.loss_tokens not in ("masked", "all"):
+            raise ValueError(f"loss_tokens must be 'masked' or 'all', got {self.loss_tokens!r}")
+        if self.score_norm not in SCORE_NORMS:
+            raise ValueError(f"score_norm must be one of {SCORE_NORMS}, got {self.score_norm!r}")
+        if self.error not in ERRORS:
+            raise ValueError(f"error must be one of {ERRORS}, got {self.error!r}")
+        if len(self.score_weights) != 3:
+            raise ValueError("score_weights needs three numbers (teacher, student, classifier)")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "AedMaeConfig":
+        """Build from a plain dict (e.g. a YAML file or a checkpoint); unknown keys are errors."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown AedMaeConfig keys: {unknown}")
+        nested = {"paste": PasteConfig.from_dict, "harvest": lambda d: HarvestConfig(**d),
+                  "temporal_filter": lambda d: TemporalFilter(**d)}
+        kwargs = {}
+        for key, value in values.items():
+            if key in nested and isinstance(value, dict):
+                value = nested[key](value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------
+# Network
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class TokenGrid:
+    """Where the tokens of a sequence sit on the (h, w) patch grid.
+
+    keep: (B, N') raster indices of the visible tokens, or None when all h*w tokens are present.
+    """
+
+    h: int
+    w: int
+    keep: torch.Tensor | None = None
+
+    def to_image(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N', D) tokens -> (B, D, h, w) grid, zeros at dropped positions."""
+        if self.keep is not None:
+            B, _, D = tokens.shape
+            full = tokens.new_zeros(B, self.h * self.w, D)  # (B, N, D)
+            tokens = full.scatter(1, self.keep[..., None].expand(-1, -1, D), tokens)
+        # (B, N, D) -> (B, D, h, w): a permuted view, i.e. a channels-last image (no copy).
+        return rearrange(tokens, "b (h w) d -> b d h w", h=self.h, w=self.w)
+
+    def to_tokens(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) grid -> (B, N', C) tokens at the visible positions."""
+        tokens = rearrange(image, "b c h w -> b (h w) c")  # (B, N, C)
+        if self.keep is None:
+            return tokens
+        return tokens.gather(1, self.keep[..., None].expand(-1, -1, tokens.shape[-1]))  # (B, N', C)
+
+
+class ConvAttention(nn.Module):
+    """CvT attention: Q, K, V from a depthwise convolution on the token grid (Wu et al. 2021).
+
+    One depthwise convolution with three outputs per channel computes the q, k and v maps at
+    once; batch norm and a linear projection follow, as in CvT's "dw_bn" projection. The CLS
+    token has no grid position and skips the convolution. Attention is PyTorch's SDPA.
+    """
+
+    def __init__(self, dim: int, heads: int, kernel: int):
+        super().__init__()
+        self.heads = heads
+        self.dw = nn.Conv2d(dim, 3 * dim, kernel, padding=kernel // 2, groups=dim, bias=False)
+        self.bn = nn.BatchNorm1d(3 * dim)
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, grid: TokenGrid) -> torch.Tensor:
+        B, _, D = x.shape  # x: (B, 1 + N', D), CLS first
+        cls, tokens = x[:, :1], x[:, 1:]
+        y = grid.to_tokens(self.dw(grid.to_image(tokens)))  # (B, N', 3D)
+        y = self.bn(y.reshape(-1, 3 * D)).view(B, -1, 3 * D)  # statistics over visible tokens only
+        q, k, v = rearrange(y, "b n (d three) -> three b n d", three=3)  # 3 x (B, N', D)
+        q, k, v = (torch.cat((cls, t), dim=1) for t in (q, k, v))  # 3 x (B, 1 + N', D)
+        q, k, v = (rearrange(proj(t), "b n (h e) -> b h n e", h=self.heads)  # (B, heads, 1 + N', D/heads)
+                   for proj, t in ((self.q, q), (self.k, k), (self.v, v)))
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, 1 + N', D/heads)
+        return self.proj(rearrange(out, "b h n e -> b n (h e)"))  # (B, 1 + N', D)
+
+
+class CvtBlock(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x)).
+
+    The MLP is pointwise (a 1x1 convolution on the grid is a per-token linear layer).
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, kernel: int, dropout: float):
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = ConvAttention(dim, heads, kernel)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor, grid: TokenGrid) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), grid)
+        return x + self.mlp(self.norm2(x))
+
+
+@dataclass
+class AedMaeOutput:
+    """teacher, student: (B, 4, H, W) predictions (frame t RGB + anomaly map), in [-1, 1] units;
+    logit: (B,) classifier logit; mask: (B, N) 1 = token was dropped (None without masking)."""
+
+    teacher: torch.Tensor
+    student: torch.Tensor | None
+    logit: torch.Tensor
+    mask: torch.Tensor | None
+
+
+class AedMaeNet(nn.Module):
+    """Encoder, teacher decoder, student decoder and classifier of AED-MAE."""
+
+    out_channels = 4  # RGB of frame t + anomaly map
+
+    def __init__(self, cfg: AedMaeConfig):
+        super().__init__()
+        self.cfg = cfg
+        p, D, Dd = cfg.patch_size, cfg.embed_dim, cfg.decoder_dim
+        block = lambda dim, heads: CvtBlock(dim, heads, cfg.mlp_ratio, cfg.dw_kernel, cfg.mlp_dropout)  # noqa: E731
+        # encoder (Sec. 3.1)
+        self.patch_embed = nn.Conv2d(3 * len(cfg.frame_offsets), D, kernel_size=p, stride=p)
+        self.embed_norm = nn.LayerNorm(D, eps=1e-6)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.encoder = nn.ModuleList(block(D, cfg.num_heads) for _ in range(cfg.depth))
+        self.encoder_norm = nn.LayerNorm(D, eps=1e-6)
+        self.classifier = nn.Linear(D, 1)  # synthetic anomaly present in frame t?
+        # teacher decoder
+        self.decoder_embed = nn.Linear(D, Dd)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))
+        self.teacher = nn.ModuleList(block(Dd, cfg.decoder_heads) for _ in range(cfg.decoder_depth))
+        self.teacher_norm = nn.LayerNorm(Dd, eps=1e-6)
+        self.teacher_head = nn.Linear(Dd, self.out_channels * p * p)
+        # student decoder (Sec. 3.2): branches after teacher block `student_branch`
+        self.student = nn.ModuleList(block(Dd, cfg.decoder_heads) for _ in range(cfg.student_depth))
+        self.student_norm = nn.LayerNorm(Dd, eps=1e-6)
+        self.student_head = nn.Linear(Dd, self.out_channels * p * p)
+        self.apply(self._init_weights)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Conv2d) and module.groups == 1:  # patch embedding, like MAE
+            nn.init.xavier_uniform_(module.weight.view(module.weight.shape[0], -1))
+
+    def student_parameters(self) -> list[nn.Parameter]:
+        return [*self.student.parameters(), *self.student_norm.parameters(), *self.student_head.parameters()]
+
+    def teacher_parameters(self) -> list[nn.Parameter]:
+        student = {id(p) for p in self.student_parameters()}
+        return [p for p in self.parameters() if id(p) not in student]
+
+    def random_keep(self, B: int, N: int, ratio: float, generator: torch.Generator | None, device) -> torch.Tensor:
+        """(B, N') sorted raster indices of the tokens kept by per-sample random masking (MAE)."""
+        n_keep = max(1, int(N * (1 - ratio)))
+        noise = torch.rand(B, N, generator=generator, device=device)  # (B, N)
+        return noise.argsort(dim=1)[:, :n_keep].sort(dim=1).values  # (B, N')
+
+    def forward(self, x: torch.Tensor, mask_ratio: float = 0.0, generator: torch.Generator | None = None,
+                with_student: bool = True) -> AedMaeOutput:
+        """x: (B, 3K, H, W) stacked frames in [-1, 1] (channels-last is fastest)."""
+        p = self.cfg.patch_size
+        B = x.shape[0]
+        # -- encoder --
+        tokens = self.patch_embed(x)  # (B, D, h, w)
+        h, w = tokens.shape[-2:]
+        N = h * w
+        tokens = self.embed_norm(rearrange(tokens, "b d h w -> b (h w) d"))  # (B, N, D)
+        keep = mask = None
+        if mask_ratio > 0:
+            keep = self.random_keep(B, N, mask_ratio, generator, x.device)  # (B, N')
+            tokens = tokens.gather(1, keep[..., None].expand(-1, -1, tokens.shape[-1]))  # (B, N', D)
+            mask = torch.ones(B, N, device=x.device).scatter_(1, keep, 0.0)  # (B, N), 1 = dropped
+        z = torch.cat((self.cls_token.expand(B, -1, -1), tokens), dim=1)  # (B, 1 + N', D)
+        grid = TokenGrid(h, w, keep)
+        for blk in self.encoder:
+            z = blk(z, grid)
+        z = self.encoder_norm(z)
+        logit = self.classifier(z[:, 0]).squeeze(-1)  # (B,)
+
+        # -- teacher decoder: mask tokens take the dropped positions --
+        y = self.decoder_embed(z)  # (B, 1 + N', Dd)
+        if keep is not None:
+            Dd = y.shape[-1]
+            full = self.mask_token.expand(B, N, Dd).scatter(1, keep[..., None].expand(-1, -1, Dd), y[:, 1:])  # (B, N, Dd)
+            y = torch.cat((y[:, :1], full), dim=1)  # (B, 1 + N, Dd)
+        full_grid = TokenGrid(h, w, None)
+        branch = None
+        for index, blk in enumerate(self.teacher):
+            y = blk(y, full_grid)
+            if index + 1 == self.cfg.student_branch:
+                branch = y
+        teacher = self._to_image(self.teacher_head(self.teacher_norm(y))[:, 1:], h, w, p)  # (B, 4, H, W)
+
+        # -- student decoder: never trains the shared trunk (stage 2 freezes it anyway) --
+        student = None
+        if with_student:
+            s = branch.detach()
+            for blk in self.student:
+                s = blk(s, full_grid)
+            student = self._to_image(self.student_head(self.student_norm(s))[:, 1:], h, w, p)  # (B, 4, H, W)
+        return AedMaeOutput(teacher, student, logit, mask)
+
+    def _to_image(self, patches: torch.Tensor, h: int, w: int, p: int) -> torch.Tensor:
+        # (B, N, 4*p*p) -> (B, 4, H, W)
+        return rearrange(patches, "b (h w) (c p q) -> b c (h p) (w q)", h=h, w=w, p=p, q=p)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tensors from uint8 clips
+# ----------------------------------------------------------------------------------------------
+def clips_to_input(clips: np.ndarray) -> torch.Tensor:
+    """(B, K, H, W, 3) uint8 clips -> (B, 3K, H, W) float in [-1, 1], channels-last memory."""
+    stacked = rearrange(clips, "b k h w c -> b h w (k c)")  # one copy; channel order (k c)
+    x = torch.from_numpy(np.ascontiguousarray(stacked)).permute(0, 3, 1, 2)  # (B, 3K, H, W) view
+    return x.float().div_(127.5).sub_(1.0)  # .float() keeps the channels-last strides
+
+
+def frames_to_target(frames: np.ndarray, maps: np.ndarray | None = None) -> torch.Tensor:
+    """(B, H, W, 3) uint8 frame t and (B, H, W) {0, 1} maps -> (B, 4, H, W) target in [-1, 1]."""
+    rgb = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)  # (B, 3, H, W)
+    if maps is None:
+        amap = torch.full_like(rgb[:, :1], -1.0)  # (B, 1, H, W): normal everywhere
+    else:
+        amap = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None] * 2.0 - 1.0  # (B, 1, H, W)
+    return torch.cat((rgb, amap), dim=1)  # (B, 4, H, W)
+
+
+@dataclass
+class Batch:
+    """One training/validation batch. x: (B, 3K, H, W); target: (B, 4, H, W); motion: (B, 3, H, W)
+    temporal gradients; label: (B,) 1 = pasted object in frame t."""
+
+    x: torch.Tensor
+    target: torch.Tensor
+    motion: torch.Tensor
+    label: torch.Tensor
+    mask_seed: int
+
+
+def token_mean(error: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, C, H, W) per-pixel error -> (B, N) mean per token (over channels and the p x p pixels)."""
+    return rearrange(F.avg_pool2d(error.mean(dim=1, keepdim=True), p), "b 1 h w -> b (h w)")
+
+
+def weighted_token_loss(token_error: torch.Tensor, weights: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+    """Per sample sum_i w_i s_i e_i / sum_i w_i s_i, averaged over the batch (all (B, N)).
+
+    A sample whose weight falls entirely on unselected tokens falls back to uniform weights.
+    """
+    ws = weights * selected
+    total = ws.sum(dim=1, keepdim=True)  # (B, 1)
+    ws = torch.where(total > 0, ws, selected)
+    return ((ws * token_error).sum(dim=1) / ws.sum(dim=1).clamp_min(1e-12)).mean()
+
+
+# ----------------------------------------------------------------------------------------------
+# The method
+# ----------------------------------------------------------------------------------------------
+class AedMae(VadMethod):
+    """AED-MAE behind the common method contract (see `vadistill.methods.base`).
+
+    Args:
+        config: an AedMaeConfig, a dict of its fields, or None for the paper defaults.
+        object_bank: objects for the synthetic anomalies; None: harvested from the training
+            videos themselves at fit time (see `ObjectBank.harvest`).
+        device: torch device for training and scoring.
+
+    Learned attributes (set by fit/load): ``net_``, ``score_stats_``, ``threshold_``, ``history_``.
+    """
+
+    name = "aed-mae"
+
+    def __init__(self, config: AedMaeConfig | dict | None = None, *, object_bank: ObjectBank | None = None,
+                 device: str | torch.device = "cpu"):
+        if isinstance(config, dict):
+            config = AedMaeConfig.from_dict(config)
+        self.config = config or AedMaeConfig()
+        self.object_bank = object_bank
+        self.device = torch.device(device)
+        self.net_: AedMaeNet | None = None
+        self.score_stats_: dict | None = None
+        self.threshold_: float | None = None
+        self.history_: list | None = None
+        self._cache = FrameCache()
+
+    # -- training ------------------------------------------------------------------------------
+    def fit(self, train_videos: Sequence[VideoLike], *, run_dir: str | os.PathLike, resume: bool = False,
+            progress: bool = True) -> "AedMae":
+        """Two-stage training on normal videos (teacher, then student), then score calibration.
+
+        Writes into `run_dir`: config.json, history.jsonl, stage_teacher.ckpt, stage_student.ckpt
+        and the final model.ckpt (what `load` reads).
+        """
+        cfg = self.config
+        if not train_videos:
+            raise InputError(run_dir, "no training video given")
+        torch.manual_seed(cfg.seed)
+        frames = [self._cache.get(v, cfg.input_size) for v in train_videos]
+        names = [video_name(v) for v in train_videos]
+        bank = self.object_bank
+        if bank is None and cfg.paste.probability > 0:
+            bank = ObjectBank.harvest(frames, config=cfg.harvest, names=names,
+                                      description="harvested from the training videos")
+        data = ClipDataset(frames, cfg.frame_offsets)
+        train_set, val_set = data.split_tail(cfg.val_fraction)
+        if len(val_set) == 0:
+            raise InputError(run_dir, "val_fraction must hold back at least one frame of normal validation data")
+        prepare_run_dir(run_dir, {"method": self.name, "config": cfg.to_dict(), "train_videos": names,
+                                  "object_bank": f"{bank.description}: {len(bank)} sequences" if bank else "none"},
+                        resume=resume)
+        net = AedMaeNet(cfg).to(self.device)
+        self.net_ = net
+        # Validation batches are rebuilt each time (same seed: same clips and masks every epoch)
+        # rather than kept in memory.
+        val_batches = lambda: self._batches(val_set, None, epoch=0, stage=99, shuffle=False)  # noqa: E731
+
+        # stage 1: encoder + teacher decoder + classifier
+        optimizer = torch.optim.AdamW(net.teacher_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+        def teacher_step(batch: Batch) -> dict[str, float]:
+            net.train()
+            losses = self._teacher_losses(batch)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            optimizer.step()
+            return {k: v.item() for k, v in losses.items()}
+
+        def teacher_val() -> float:
+            net.eval()
+            with torch.inference_mode():
+                return float(np.mean([self._teacher_losses(b)["rec"].item() for b in val_batches()]))
+
+        def state(opt):
+            return lambda: {"net": net.state_dict(), "optimizer": opt.state_dict()}
+
+        def load_state(opt):
+            def apply(saved: dict) -> None:
+                net.load_state_dict(saved["net"])
+                opt.load_state_dict(saved["optimizer"])
+            return apply
+
+        history = []
+        result = run_stage("teacher", train_step=teacher_step,
+                           make_batches=lambda e: self._batches(train_set, bank, epoch=e, stage=1, shuffle=True),
+                           validate=teacher_val, get_state=state(optimizer), set_state=load_state(optimizer),
+                           num_epochs=cfg.teacher_epochs, patience=cfg.patience, run_dir=run_dir, resume=resume,
+                           progress=progress, on_epoch_start=lambda e: torch.manual_seed(cfg.seed * 1000 + e))
+        history += result.history
+
+        # stage 2: the student decoder learns to reproduce the frozen teacher (self-distillation)
+        for param in net.teacher_parameters():
+            param.requires_grad_(False)
+        student_opt = torch.optim.AdamW(net.student_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+        def student_mode() -> None:
+            net.eval()  # frozen parts: no batch-norm updates, no dropout
+            for module in (net.student, net.student_norm, net.student_head):
+                module.train()
+
+        def student_step(batch: Batch) -> dict[str, float]:
+            student_mode()
+            loss = self._distill_loss(batch)
+            student_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            student_opt.step()
+            return {"loss": loss.item()}
+
+        def student_val() -> float:
+            net.eval()
+            with torch.inference_mode():
+                return float(np.mean([self._distill_loss(b).item() for b in val_batches()]))
+
+        result = run_stage("student", train_step=student_step,
+                           make_batches=lambda e: self._batches(train_set, bank, epoch=e, stage=2, shuffle=True),
+                           validate=student_val, get_state=state(student_opt), set_state=load_state(student_opt),
+                           num_epochs=cfg.student_epochs, patience=cfg.patience, run_dir=run_dir, resume=resume,
+                           progress=progress, on_epoch_start=lambda e: torch.manual_seed(cfg.seed * 1000 + 500 + e))
+        history += result.history
+        for param in net.parameters():
+            param.requires_grad_(True)
+        net.eval()
+        self.history_ = history
+        self._calibrate(val_set)
+        self.save(Path(run_dir) / "model.ckpt")
+        return self
+
+    def _batches(self, dataset: ClipDataset, bank: ObjectBank | None, *, epoch: int, stage: int, shuffle: bool):
+        """Batches of one epoch; all randomness derives from (seed, stage, epoch)."""
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, stage, epoch])
+        order = batch_indices(len(dataset), cfg.batch_size, shuffle=shuffle, seed=rng.integers(2**63),
+                              drop_last=shuffle and len(dataset) >= cfg.batch_size)
+        centre = cfg.frame_offsets.index(0)
+        for step, indices in enumerate(order):
+            if shuffle and cfg.max_steps_per_epoch and step >= cfg.max_steps_per_epoch:
+                break
+            clips, items = dataset.gather(indices)  # (B, K, H, W, 3), (B, 2)
+            times = np.stack([clip_indices(len(dataset.videos[v]), t, cfg.frame_offsets) for v, t in items])  # (B, K)
+            pasted, maps, labels = paste_batch(clips, times - items[:, 1:], bank, rng, cfg.paste)
+            around = np.stack([dataset.videos[v][clip_indices(len(dataset.videos[v]), t, (-cfg.motion_step, cfg.motion_step))]
+                               for v, t in items])  # (B, 2, H, W, 3): clean frames t-s, t+s
+            motion = temporal_gradient(rearrange(torch.from_numpy(around[:, 0]), "b h w c -> b c h w"),
+                                       rearrange(torch.from_numpy(around[:, 1]), "b h w c -> b c h w"))  # (B, 3, H, W)
+            yield Batch(x=clips_to_input(pasted).to(self.device),
+                        target=frames_to_target(clips[:, centre], maps[:, centre]).to(self.device),
+                        motion=motion.to(self.device), label=torch.from_numpy(labels).to(self.device),
+                        mask_seed=int(rng.integers(2**62)))
+
+    def _generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def _teacher_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Stage-1 losses: motion-weighted reconstruction (RGB), anomaly map, classification."""
+        cfg, p = self.config, self.config.patch_size
+        out = self.net_(batch.x, cfg.mask_ratio, self._generator(batch.mask_seed), with_student=False)
+        error = (out.teacher - batch.target).square()  # (B, 4, H, W)
+        if cfg.motion_weighting:
+            anomaly = (batch.target[:, 3:] > 0).float()  # (B, 1, H, W) pasted pixels of frame t
+            weights = motion_token_weights(batch.motion, p, anomaly, cfg.min_anomaly_magnitude)  # (B, N)
+        else:
+            weights = torch.ones(error.shape[0], (error.shape[2] // p) * (error.shape[3] // p), device=error.device)
+        selected = out.mask if (cfg.loss_tokens == "masked" and out.mask is not None) else torch.ones_like(weights)
+        rec = weighted_token_loss(token_mean(error[:, :3], p), weights, selected)
+        amap = weighted_token_loss(token_mean(error[:, 3:], p), weights, selected)
+        cls = F.binary_cross_entropy_with_logits(out.logit, batch.label)
+        loss = rec + cfg.map_loss_weight * amap + cfg.cls_loss_weight * cls
+        return {"loss": loss, "rec": rec, "map": amap, "cls": cls}
+
+    def _distill_loss(self, batch: Batch) -> torch.Tensor:
+        """Stage-2 loss: MSE between student and (frozen) teacher outputs on the masked tokens."""
+        cfg = self.config
+        out = self.net_(batch.x, cfg.mask_ratio, self._generator(batch.mask_seed), with_student=True)
+        token_error = token_mean((out.student - out.teacher.detach()).square(), cfg.patch_size)  # (B, N)
+        selected = out.mask if out.mask is not None else torch.ones_like(token_error)
+        return ((token_error * selected).sum(dim=1) / selected.sum(dim=1).clamp_min(1)).mean()
+
+    # -- scoring -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _pixel_terms(self, frames: np.ndarray, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
+        """Raw per-pixel teacher error and teacher-student discrepancy, and classifier logits.
+
+        Args:
+            frames: (T, H, W, 3) uint8 at the model's input size (the whole video, for context).
+            start, stop: frames to score (default all).
+
+        Returns:
+            {"teacher": (T', H, W), "student": (T', H, W), "classifier": (T',)} float32.
+        """
+        cfg, net = self.config, self.net_
+        net.eval()
+        T = len(frames)
+        stop = T if stop is None else stop
+        centre = cfg.frame_offsets.index(0)
+        teacher_maps, student_maps, logits = [], [], []
+        for first in range(start, stop, cfg.inference_batch_size):
+            ts = np.arange(first, min(stop, first + cfg.inference_batch_size))
+            clips = frames[clip_indices(T, ts, cfg.frame_offsets)]  # (B, K, H, W, 3)
+            x = clips_to_input(clips).to(self.device)
+            gen = self._generator(cfg.seed + int(first)) if cfg.inference_mask_ratio > 0 else None
+            out = net(x, cfg.inference_mask_ratio, gen, with_student=True)
+            target = frames_to_target(clips[:, centre]).to(self.device)  # (B, 4, H, W), map = all normal
+            diff_t, diff_s = out.teacher - target, out.teacher - out.student  # (B, 4, H, W)
+            if cfg.error == "l1":
+                diff_t, diff_s = diff_t.abs(), diff_s.abs()
+            else:
+                diff_t, diff_s = diff_t.square(), diff_s.square()
+            teacher_maps.append(diff_t.mean(dim=1).float().cpu().numpy())  # (B, H, W)
+            student_maps.append(diff_s.mean(dim=1).float().cpu().numpy())
+            logits.append(out.logit.float().cpu().numpy())
+        return {"teacher": np.concatenate(teacher_maps), "student": np.concatenate(student_maps),
+                "classifier": np.concatenate(logits)}
+
+    def _filter_map(self, maps: np.ndarray) -> np.ndarray:
+        """3-D mean filter over (t, h, w) (Sec. 3.4), sizes clipped to the clip length."""
+        size = tuple(min(s, n) for s, n in zip(self.config.map_filter, maps.shape))
+        return uniform_filter(maps, size=size, mode="nearest") if max(size) > 1 else maps
+
+    def _frame_terms(self, frames: np.ndarray, start: int = 0, stop: int | None = None,
+                     keep_maps: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Frame-level raw terms {name: (T',)} and, if asked, the filtered pixel maps {name: (T', H, W)}."""
+        raw = self._pixel_terms(frames, start, stop)
+        terms, maps = {"classifier": raw["classifier"].astype(np.float64)}, {}
+        for name in ("teacher", "student"):
+            filtered = self._filter_map(raw[name])
+            terms[name] = filtered.reshape(len(filtered), -1).max(axis=1).astype(np.float64)
+            if keep_maps:
+                maps[name] = filtered
+        return terms, maps
+
+    def _calibrate(self, val_set: ClipDataset) -> None:
+        """Mean/std of every term on the normal validation frames, and the decision threshold."""
+        per_video = []
+        pixel_sums = {name: [0.0, 0.0, 0] for name in ("teacher", "student")}
+        for v, frames in enumerate(val_set.videos):
+            ts = val_set.items[val_set.items[:, 0] == v, 1]
+            if len(ts) == 0:
+                continue
+            terms, maps = self._frame_terms(frames, int(ts.min()), int(ts.max()) + 1, keep_maps=True)
+            per_video.append(terms)
+            for name, m in maps.items():
+                pixel_sums[name][0] += float(m.sum(dtype=np.float64))
+                pixel_sums[name][1] += float(np.square(m, dtype=np.float64).sum())
+                pixel_sums[name][2] += m.size
+        stats = {}
+        for name in TERMS:
+            values = np.concatenate([t[name] for t in per_video])
+            stats[name] = {"mean": float(values.mean()), "std": float(max(values.std(), 1e-8 * (1 + abs(values.mean()))))}
+        for name, (s, s2, n) in pixel_sums.items():
+            mean = s / n
+            stats[f"{name}_pixel"] = {"mean": mean, "std": float(max(math.sqrt(max(s2 / n - mean**2, 0.0)), 1e-8 * (1 + abs(mean))))}
+        self.score_stats_ = stats
+        finals = [smooth(self._combine(t), self.config.temporal_filter) for t in per_video]
+        self.threshold_ = float(calibrate_threshold(np.concatenate(finals), quantile=self.config.threshold_quantile))
+
+    def _combine(self, terms: dict[str, np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+        """Raw per-frame score: sum_k w_k (term_k - mean_k) / std_k (validation statistics)."""
+        weights = self.config.score_weights if weights is None else weights
+        total = np.zeros_like(terms["teacher"])
+        for name, weight in zip(TERMS, weights):
+            if weight:
+                s = self.score_stats_[name]
+                total += weight * (terms[name] - s["mean"]) / s["std"]
+        return total
+
+    def _load_video(self, video: VideoLike) -> tuple[np.ndarray, tuple[int, int]]:
+        """(frames at the model size, native (H, W)) without decoding twice."""
+        native = load_frames(video)  # (T, H0, W0, 3)
+        return resize_frames(native, self.config.input_size), native.shape[1:3]
+
+    def score_terms(self, video: VideoLike) -> dict[str, np.ndarray]:
+        """Raw frame-level terms {"teacher", "student", "classifier"}: (T,) each, unnormalised.
+
+        Use with :meth:`combine_terms` to try other weights without running the network again.
+        """
+        self.check_fitted()
+        frames, _ = self._load_video(video)
+        return self._frame_terms(frames)[0]
+
+    def combine_terms(self, terms: dict[str, np.ndarray], *, weights: Sequence[float] | None = None,
+                      raw: bool = False) -> np.ndarray:
+        """Frame scores from raw terms (the one scoring path of fit-calibration, evaluation and deployment).
+
+        Args:
+            terms: output of :meth:`score_terms` for ONE video.
+            weights: (teacher, student, classifier) weights; default ``config.score_weights``.
+            raw: return the scores before the temporal filter.
+        """
+        cfg = self.config
+        weights = cfg.score_weights if weights is None else weights
+        if cfg.score_norm == "val-zscore":
+            combined = self._combine(terms, weights)
+            return combined if raw else smooth(combined, cfg.temporal_filter)
+        # "video-minmax" (transductive, the authors' evaluation): filter each term over time, then
+        # min-max normalise it with this video's own range, then mix.
+        total = np.zeros_like(terms["teacher"], dtype=np.float64)
+        for name, weight in zip(TERMS, weights):
+            if weight:
+                term = terms[name] if raw else smooth(terms[name], cfg.temporal_filter)
+                total += weight * normalize_per_video(term, "minmax")
+        return total
+
+    def anomaly_scores(self, video: VideoLike, *, raw: bool = False, weights: Sequence[float] | None = None) -> np.ndarray:
+        """(T,) frame scores, higher = more anomalous (raw=True: before the temporal filter)."""
+        return self.combine_terms(self.score_terms(video), weights=weights, raw=raw)
+
+    def anomaly_maps(self, video: VideoLike) -> np.ndarray:
+        """(T, H, W) float32 pixel maps at the video's resolution.
+
+        Map = sum over the teacher and student terms of w_k * (filtered map - mean_k) / std_k with
+        pixel-level validation statistics (the classifier has no spatial extent and is left out).
+        """
+        self.check_fitted()
+        frames, native = self._load_video(video)
+        _, maps = self._frame_terms(frames, keep_maps=True)
+        weights = dict(zip(TERMS, self.config.score_weights))
+        out = np.zeros(maps["teacher"].shape, dtype=np.float32)
+        for name in ("teacher", "student"):
+            s = self.score_stats_[f"{name}_pixel"]
+            out += np.float32(weights[name]) * ((maps[name] - s["mean"]) / s["std"]).astype(np.float32)
+        if out.shape[1:] == tuple(native):
+            return out
+        return np.stack([cv2.resize(m, (native[1], native[0]), interpolation=cv2.INTER_LINEAR) for m in out])
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        self.check_fitted()
+        save_checkpoint(path, {
+            "format_version": FORMAT_VERSION, "method": self.name, "config": self.config.to_dict(),
+            "state_dict": self.net_.state_dict(), "score_stats": self.score_stats_,
+            "threshold": self.threshold_, "history": self.history_ or [],
+        })
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "AedMae":
+        payload = load_checkpoint(path)
+        if payload.get("method") != cls.name:
+            raise InputError(path, f"is a checkpoint of method {payload.get('method')!r}, not {cls.name!r}")
+        if payload.get("format_version") != FORMAT_VERSION:
+            raise InputError(path, f"checkpoint format {payload.get('format_version')} is not supported "
+                             f"(this vadistill reads format {FORMAT_VERSION})")
+        try:
+            method = cls(AedMaeConfig.from_dict(payload["config"]), device=device)
+            net = AedMaeNet(method.config)
+            net.load_state_dict(payload["state_dict"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as error:
+            raise InputError(path, f"checkpoint does not match this AED-MAE implementation: {error}") from None
+        method.net_ = net.to(method.device).eval()
+        method.score_stats_ = payload["score_stats"]
+        method.threshold_ = payload["threshold"]
+        method.history_ = payload.get("history", [])
+        return method
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of learnable parameters (buffers such as batch-norm statistics excluded)."""
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,168 @@
+import json
+from dataclasses import asdict, replace
+
+import numpy as np
+import pytest
+import torch
+
+from vadistill.checkpoint import load_checkpoint
+from vadistill.data.pseudo import ObjectBank, PasteConfig, paste_object
+from vadistill.data.synthetic import render_scene
+from vadistill.errors import InputError
+from vadistill.methods import METHODS
+from vadistill.methods.aed_mae import AedMae, AedMaeConfig, AedMaeNet, clips_to_input, count_parameters
+from vadistill.methods.base import NotFittedError
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These models are tiny: one thread is as fast, and robust on a busy 2-core CI machine
+    (two OpenMP threads stall badly when another process holds a core). Results do not depend on it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TINY = dict(input_size=(32, 48), patch_size=8, embed_dim=32, depth=1, num_heads=2, decoder_dim=16,
+            decoder_depth=2, decoder_heads=2, mlp_dropout=0.0)
+
+
+def test_default_model_has_about_3m_parameters_and_paper_shapes():
+    net = AedMaeNet(AedMaeConfig()).eval()
+    assert count_parameters(net) == 3_042_817  # paper: "about 3 M" at patch 16
+    x = torch.randn(1, 9, 320, 640).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        out = net(x)
+        assert out.teacher.shape == out.student.shape == (1, 4, 320, 640)
+        assert out.logit.shape == (1,) and out.mask is None
+        masked = net(x, mask_ratio=0.5, generator=torch.Generator().manual_seed(0))
+    assert masked.mask.shape == (1, 800) and masked.mask.sum() == 400
+
+
+def test_config_from_dict_round_trip_and_unknown_keys():
+    cfg = AedMaeConfig(**TINY, paste=PasteConfig(probability=0.5))
+    as_json = json.loads(json.dumps(asdict(cfg)))  # lists instead of tuples, nested dicts
+    assert AedMaeConfig.from_dict(as_json) == cfg
+    with pytest.raises(ValueError, match="unknown AedMaeConfig keys: \\['mask_ration'\\]"):
+        AedMaeConfig.from_dict({"mask_ration": 0.5})
+    with pytest.raises(ValueError, match="unknown PasteConfig keys"):
+        AedMaeConfig.from_dict({"paste": {"prob": 0.5}})
+    with pytest.raises(ValueError, match="multiple of patch_size"):
+        AedMaeConfig(input_size=(100, 100))
+
+
+def test_seeded_masking_is_deterministic():
+    cfg = AedMaeConfig(**TINY)
+    net = AedMaeNet(cfg).eval()
+    x = torch.randn(2, 9, 32, 48)
+    with torch.inference_mode():
+        a = net(x, 0.5, torch.Generator().manual_seed(3))
+        b = net(x, 0.5, torch.Generator().manual_seed(3))
+        c = net(x, 0.5, torch.Generator().manual_seed(4))
+    assert torch.equal(a.mask, b.mask) and torch.equal(a.teacher, b.teacher)
+    assert not torch.equal(a.mask, c.mask)
+    assert (a.mask[0] != a.mask[1]).any()  # per-sample masks
+
+
+def test_masked_patches_do_not_leak_into_the_output():
+    cfg = AedMaeConfig(**TINY)
+    net = AedMaeNet(cfg).eval()
+    x = torch.randn(1, 9, 32, 48)
+    with torch.inference_mode():
+        out = net(x, 0.5, torch.Generator().manual_seed(0))
+        token = int(out.mask[0].nonzero()[0])  # a dropped token
+        row, col = divmod(token, 48 // 8)
+        y = x.clone()
+        y[:, :, row * 8:(row + 1) * 8, col * 8:(col + 1) * 8] += 5.0
+        again = net(y, 0.5, torch.Generator().manual_seed(0))
+    assert torch.allclose(out.teacher, again.teacher, atol=1e-6)
+
+
+def test_channels_last_input_and_unfitted_errors():
+    clips = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 48, 3), dtype=np.uint8)
+    x = clips_to_input(clips)
+    assert x.shape == (2, 9, 32, 48) and x.is_contiguous(memory_format=torch.channels_last)
+    assert float(x.min()) >= -1 and float(x.max()) <= 1
+    assert torch.allclose(x[0, 3:6].permute(1, 2, 0), torch.from_numpy(clips[0, 1]).float() / 127.5 - 1)
+    assert METHODS["aed-mae"] is AedMae
+    with pytest.raises(NotFittedError):
+        AedMae(AedMaeConfig(**TINY)).anomaly_scores(np.zeros((4, 32, 48, 3), np.uint8))
+
+
+# -- end to end on a generated surveillance scene --------------------------------------------------
+H, W = 64, 96
+E2E = dict(input_size=(H, W), patch_size=8, embed_dim=48, depth=2, num_heads=2, decoder_dim=32, decoder_depth=2,
+           decoder_heads=2, teacher_epochs=5, student_epochs=2, batch_size=16, lr=2e-3, map_filter=(3, 3, 3),
+           temporal_filter={"kind": "gaussian", "sigma": 1.0})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("aed_run")
+    train = [render_scene(80, H, W, seed=s).frames for s in (0, 10)]
+    method = AedMae(AedMaeConfig.from_dict(E2E)).fit(train, run_dir=run_dir, progress=False)
+    return method, run_dir, train
+
+
+@pytest.mark.slow
+def test_pasted_object_frames_score_higher_than_clean_frames(trained):
+    method, _, train = trained
+    clean = render_scene(60, H, W, seed=1000).frames
+    bank = ObjectBank.harvest(train)
+    seq = max(bank.sequences, key=len)
+    pasted = clean.copy()
+    pasted[20:41], _ = paste_object(clean[20:41], np.arange(-10, 11), seq, np.random.default_rng(3),
+                                    PasteConfig(scale=(0.4, 0.4), speed=(2, 2), drift=0.03, reverse_probability=0))
+    s_clean = method.anomaly_scores(clean)
+    s_pasted = method.anomaly_scores(pasted)
+    # the same frames with and without the object: the object raises the score of (nearly) every frame
+    gain = s_pasted[22:39] - s_clean[22:39]
+    print("score gain on pasted frames:", np.round(gain, 2))
+    assert (gain > 0).mean() >= 0.9 and gain.mean() > 0.3
+    assert np.allclose(s_pasted[:10], s_clean[:10], atol=0.3)  # untouched frames far from the object agree
+    maps = method.anomaly_maps(pasted)
+    assert maps.shape == (60, H, W) and maps.dtype == np.float32 and np.isfinite(maps).all()
+
+
+@pytest.mark.slow
+def test_save_load_gives_identical_scores_and_maps(trained, tmp_path):
+    method, run_dir, _ = trained
+    video = render_scene(30, 72, 108, seed=7).frames  # not the model size: maps come back at 72x108
+    method.save(tmp_path / "m.ckpt")
+    loaded = AedMae.load(tmp_path / "m.ckpt")
+    assert np.array_equal(method.anomaly_scores(video), loaded.anomaly_scores(video))
+    maps = loaded.anomaly_maps(video)
+    assert maps.shape == (30, 72, 108)
+    assert np.array_equal(method.anomaly_maps(video), maps)
+    payload = load_checkpoint(run_dir / "model.ckpt")
+    assert payload["method"] == "aed-mae" and set(payload["score_stats"]) >= {"teacher", "student", "classifier"}
+    assert np.isfinite(payload["threshold"])
+    assert AedMae.load(run_dir / "model.ckpt").anomaly_scores(video).shape == (30,)
+
+
+@pytest.mark.slow
+def test_fit_resume_skips_finished_stages(trained):
+    method, run_dir, train = trained
+    video = render_scene(20, H, W, seed=5).frames
+    again = AedMae(AedMaeConfig.from_dict(E2E)).fit(train, run_dir=run_dir, resume=True, progress=False)
+    assert np.array_equal(again.anomaly_scores(video), method.anomaly_scores(video))
+    with pytest.raises(InputError, match="different config"):
+        AedMae(AedMaeConfig.from_dict({**E2E, "lr": 1e-3})).fit(train, run_dir=run_dir, resume=True, progress=False)
+
+
+@pytest.mark.slow
+def test_scoring_variants_reuse_one_model(trained):
+    method, _, _ = trained
+    video = render_scene(30, H, W, seed=9).frames
+    terms = method.score_terms(video)
+    assert set(terms) == {"teacher", "student", "classifier"} and all(v.shape == (30,) for v in terms.values())
+    raw = method.combine_terms(terms, raw=True)
+    assert np.allclose(method.anomaly_scores(video, raw=True), raw)
+    teacher_only = method.combine_terms(terms, weights=(1, 0, 0), raw=True)
+    s = method.score_stats_["teacher"]
+    assert np.allclose(teacher_only, (terms["teacher"] - s["mean"]) / s["std"])
+    official = AedMae.__new__(AedMae)
+    official.__dict__.update(method.__dict__)
+    official.config = replace(method.config, score_norm="video-minmax")
+    scores = official.combine_terms(terms)
+    assert scores.min() >= 0 and scores.max() <= 1.0 + 1e-9

@@ -1,0 +1,108 @@
+import cv2
+import numpy as np
+import pytest
+
+from vadistill.data.pseudo import HarvestConfig, ObjectBank, ObjectSequence, PasteConfig, paste_batch, paste_object
+from vadistill.errors import InputError
+
+
+def moving_blobs(num_frames=40, h=64, w=96, seed=0):
+    """Static textured background with two bright discs walking across (a static camera scene)."""
+    rng = np.random.default_rng(seed)
+    background = (rng.normal(90, 8, size=(h, w, 1)).clip(0, 255) * np.ones(3)).astype(np.uint8)
+    frames = np.repeat(background[None], num_frames, axis=0)
+    for t in range(num_frames):
+        for k, (x0, y0, vx) in enumerate([(5, 20, 1.5), (80, 45, -1.0)]):
+            cv2.circle(frames[t], (int(x0 + vx * t), y0), 6, (220 - 60 * k,) * 3, -1)
+    return frames
+
+
+def test_harvest_finds_tracked_objects_with_masks():
+    bank = ObjectBank.harvest([moving_blobs()], config=HarvestConfig(min_track_length=7))
+    assert len(bank) >= 2
+    for seq in bank.sequences:
+        assert len(seq) >= 7
+        for crop, mask in zip(seq.frames, seq.masks):
+            assert crop.shape[:2] == mask.shape and mask.dtype == bool
+            assert 0.3 < mask.mean() < 1.0  # a disc inside its box
+            assert crop[mask].mean() > 150  # the bright object, not the background
+
+
+def test_paste_is_deterministic_and_consistent_over_time():
+    clip = np.full((3, 64, 96, 3), 50, np.uint8)
+    disc = np.zeros((12, 12, 3), np.uint8) + 255
+    mask = np.zeros((12, 12), bool)
+    cv2.circle(mask.view(np.uint8), (6, 6), 5, 1, -1)
+    seq = ObjectSequence(tuple([disc] * 10), tuple([mask] * 10))
+    config = PasteConfig(scale=(0.2, 0.2), drift=0.05, flip_probability=0.0)
+    a, ma = paste_object(clip, [-3, 0, 3], seq, np.random.default_rng(7), config)
+    b, mb = paste_object(clip, [-3, 0, 3], seq, np.random.default_rng(7), config)
+    assert np.array_equal(a, b) and np.array_equal(ma, mb)
+    assert np.array_equal(clip, np.full_like(clip, 50))  # input untouched
+    # pixels change where the mask says (plus a soft, anti-aliased rim); same size in every frame
+    changed = (a != clip).any(axis=-1)
+    assert changed[ma > 0].all()
+    assert (changed & (ma == 0)).sum() < 0.6 * (ma > 0).sum()
+    areas = ma.reshape(3, -1).sum(axis=1)
+    assert areas.min() > 0 and areas.max() - areas.min() <= 0.35 * areas.max()
+    # one linear trajectory: the object moves by equal steps between t-3, t and t+3
+    checked = 0
+    for seed in range(20):
+        _, m = paste_object(clip, [-3, 0, 3], seq, np.random.default_rng(seed), config)
+        if m[:, :, [0, -1]].any() or m[:, [0, -1], :].any():
+            continue  # touches the border: clipped, centroid not comparable
+        cx = [np.argwhere(k > 0)[:, 1].mean() for k in m]
+        cy = [np.argwhere(k > 0)[:, 0].mean() for k in m]
+        assert abs((cx[1] - cx[0]) - (cx[2] - cx[1])) <= 1.01  # integer pixel rounding
+        assert abs((cy[1] - cy[0]) - (cy[2] - cy[1])) <= 1.01
+        checked += 1
+    assert checked >= 5
+
+
+def test_paste_batch_probability_labels_and_clean_target():
+    clips = np.repeat(moving_blobs(3)[None], 4, axis=0)
+    bank = ObjectBank.harvest([moving_blobs()], config=HarvestConfig(min_track_length=7))
+    deltas = np.tile([-3, 0, 3], (4, 1))
+    out, maps, labels = paste_batch(clips, deltas, bank, np.random.default_rng(0), PasteConfig(probability=1.0))
+    assert labels.tolist() == [1.0] * 4 and maps[:, 1].reshape(4, -1).any(axis=1).all()
+    assert not np.array_equal(out, clips)
+    out, maps, labels = paste_batch(clips, deltas, bank, np.random.default_rng(0), PasteConfig(probability=0.0))
+    assert out is clips and labels.sum() == 0 and maps.sum() == 0
+    out, _, labels = paste_batch(clips, deltas, None, np.random.default_rng(0))
+    assert out is clips and labels.sum() == 0
+
+
+def test_grey_clips_get_grey_objects():
+    clip = np.full((3, 64, 96, 3), 50, np.uint8)
+    crop = np.zeros((10, 10, 3), np.uint8)
+    crop[..., 0] = 255  # pure red
+    seq = ObjectSequence((crop,) * 7, (np.ones((10, 10), bool),) * 7)
+    out, _ = paste_object(clip, [-3, 0, 3], seq, np.random.default_rng(0), PasteConfig())
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
+
+
+def test_bank_folder_round_trip_and_mask_pairs(tmp_path):
+    bank = ObjectBank.harvest([moving_blobs()], config=HarvestConfig(min_track_length=7))
+    bank.save(tmp_path / "bank")
+    loaded = ObjectBank.from_folder(tmp_path / "bank")
+    assert len(loaded) == len(bank)
+    assert np.array_equal(loaded[0].frames[0], bank[0].frames[0])
+    assert np.array_equal(loaded[0].masks[0], bank[0].masks[0])
+    # the image + <k>_mask.png layout
+    seq = tmp_path / "pairs" / "walker"
+    seq.mkdir(parents=True)
+    for k in range(3):
+        cv2.imwrite(str(seq / f"{k}.jpg"), np.full((8, 6, 3), 200, np.uint8))
+        cv2.imwrite(str(seq / f"{k}_mask.png"), np.full((8, 6), 255, np.uint8))
+    pairs = ObjectBank.from_folder(tmp_path / "pairs")
+    assert len(pairs) == 1 and len(pairs[0]) == 3 and pairs[0].masks[0].all()
+
+
+def test_bank_folder_errors(tmp_path):
+    with pytest.raises(InputError, match="no such"):
+        ObjectBank.from_folder(tmp_path / "missing")
+    seq = tmp_path / "bad" / "s"
+    seq.mkdir(parents=True)
+    cv2.imwrite(str(seq / "0.jpg"), np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(InputError, match="alpha channel"):
+        ObjectBank.from_folder(tmp_path / "bad")
