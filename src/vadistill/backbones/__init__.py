@@ -6,6 +6,7 @@ first use (see :mod:`vadistill.backbones.weights`); pass ``weights=PATH`` to wor
 
 - ``i3d``: I3D Inception-v1, Kinetics-400 RGB (Carreira & Zisserman 2017); 16-frame clips -> 1024-d.
 - ``mobilenet_v2``: MobileNetV2 trunk, ImageNet (Sandler et al. 2018); frames -> 1280-d.
+- ``handcrafted``: HOG + Farneback optical-flow histograms (OpenCV, no weights); 16-frame clips -> 744-d.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from vadistill.backbones import handcrafted as _handcrafted
 from vadistill.backbones import i3d as _i3d
 from vadistill.backbones import mobilenet_v2 as _mobilenet_v2
 from vadistill.backbones.weights import WeightSource
@@ -54,6 +56,10 @@ BACKBONES: dict[str, BackboneInfo] = {
     "mobilenet_v2": BackboneInfo(build=_mobilenet_v2.mobilenet_v2, feature_dim=_mobilenet_v2.FEATURE_DIM,
                                  temporal=False, input_size=_mobilenet_v2.INPUT_SIZE,
                                  normalize=_mobilenet_v2.normalize, weights=_mobilenet_v2.WEIGHTS),
+    # No weights (weights=None): a fixed descriptor of another kind, for multi-backbone aggregation (DAKD).
+    "handcrafted": BackboneInfo(build=_handcrafted.handcrafted, feature_dim=_handcrafted.FEATURE_DIM, temporal=True,
+                                input_size=_handcrafted.INPUT_SIZE, normalize=_handcrafted.identity_normalize,
+                                weights=None),
 }
 
 __all__ = ["BACKBONES", "BackboneInfo"]

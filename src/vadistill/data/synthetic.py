@@ -120,8 +120,10 @@ def render_scene(
             None for normal footage.
         seed: the clip is a pure function of its arguments.
     """
+    # The camera is fixed: every clip of the scene shares one background (its own seed), while
+    # the people in it differ from clip to clip.
+    background = draw_background(height, width, np.random.default_rng(12345))
     rng = np.random.default_rng(seed)
-    background = draw_background(height, width, rng)
     walkers = [spawn_pedestrian(height, width, rng) for _ in range(num_pedestrians)]
     for walker in walkers:  # start them spread over the scene, not all at the edge
         walker.x = float(rng.uniform(0, width))

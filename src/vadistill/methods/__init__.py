@@ -2,9 +2,11 @@
 
 from vadistill.methods.aed_mae import AedMae
 from vadistill.methods.base import VadMethod
+from vadistill.methods.dakd import Dakd
 
 METHODS: dict[str, type[VadMethod]] = {
     "aed-mae": AedMae,
+    "dakd": Dakd,
 }
 
 __all__ = ["METHODS", "AedMae", "VadMethod"]
