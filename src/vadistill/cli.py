@@ -1,7 +1,7 @@
 """The `vadistill` command: argparse verbs, each a thin layer over the public API.
 
 User errors (vadistill.errors.InputError) print one line and exit with code 2, no traceback.
-Heavy imports (torch, matplotlib) happen inside the verbs so `vadistill --help` stays instant.
+Most heavy imports (matplotlib, the methods) happen inside the verbs.
 """
 
 from __future__ import annotations
@@ -85,6 +85,75 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def method_config(method_class, args: argparse.Namespace):
+    """The method's config: its defaults, then --config FILE, then --set overrides."""
+    from vadistill.config import apply_overrides, build_config, read_config_file
+
+    values = read_config_file(args.config) if args.config else {}
+    values = apply_overrides(values, args.set or [])
+    config_class = method_class.config_class
+    return build_config(config_class.from_dict, values, args.config or "--set")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train a method on a benchmark's normal training videos, then score and evaluate its test set."""
+    from vadistill.methods import METHODS
+
+    if args.method not in METHODS:
+        raise InputError(args.method, f"unknown method; expected one of {', '.join(METHODS)}")
+    method_class = METHODS[args.method]
+    run_dir = Path(args.run_dir or f"runs/{args.method}-{args.dataset}")
+    if args.method == "dakd":
+        return train_weakly_supervised(method_class, args, run_dir)
+    dataset = load_named_dataset(args.dataset, args.root, args.option)
+    method = method_class(method_config(method_class, args))
+    method.fit(dataset.train, run_dir=run_dir, resume=args.resume, progress=not args.quiet)
+    print(f"model written to {run_dir / 'model.ckpt'}")
+    if not args.no_eval:
+        evaluate_method(method, dataset, run_dir, progress=not args.quiet)
+    return 0
+
+
+def evaluate_method(method, dataset, run_dir: Path, progress: bool = True) -> dict:
+    """Score every test video with the method's own scoring path; write scores.json and metrics."""
+    from tqdm import tqdm
+
+    from vadistill.evaluate import evaluate_scores, write_report
+    from vadistill.scoring import NO_FILTER
+
+    scores_path = run_dir / "scores.json"
+    scores = json.loads(scores_path.read_text()) if scores_path.exists() else {}  # resume: keep finished videos
+    for video in tqdm(dataset.test, desc="scoring test videos", disable=not progress):
+        if video.name not in scores:
+            scores[video.name] = [float(s) for s in method.anomaly_scores(video)]
+            scores_path.write_text(json.dumps(scores))
+    # The method's scores are already temporally filtered (its config names the filter).
+    result = evaluate_scores({k: __import__("numpy").asarray(v) for k, v in scores.items()}, dataset.test_labels(),
+                             filter=NO_FILTER, source=str(scores_path))
+    result["dataset"] = {"name": dataset.name, "root": dataset.root, **dataset.notes}
+    result["method"] = {"name": method.name, "temporal_filter": method.config.temporal_filter.describe()}
+    json_path, md_path = write_report(result, run_dir)
+    print(md_path.read_text())
+    return result
+
+
+def train_weakly_supervised(method_class, args: argparse.Namespace, run_dir: Path) -> int:
+    from vadistill.methods.dakd import train_dakd
+
+    if not args.features:
+        raise InputError("--features", "dakd trains on snippet features: pass the folder `vadistill extract` wrote")
+    result = train_dakd(args.features, args.dataset, method_config(method_class, args), run_dir,
+                        annotations=args.root, resume=args.resume, progress=not args.quiet)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    from vadistill.backbones.extract import run_extract_from_args
+
+    return run_extract_from_args(args)
+
+
 # -- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vadistill", description="Video anomaly detection by knowledge distillation.")
@@ -130,6 +199,25 @@ def build_parser() -> argparse.ArgumentParser:
                                "(see vadistill.metrics.macro_auc)")
     evaluate.add_argument("--out", default="vadistill-eval", help="output folder")
     evaluate.set_defaults(handler=run_evaluate)
+    train = verbs.add_parser("train", help="train a method (aed-mae, dakd, ...) on a benchmark and evaluate it")
+    train.add_argument("method", help="aed-mae, fast-aed or dakd")
+    train.add_argument("--dataset", required=True,
+                       help="benchmark (ped2, avenue, ...); for dakd a weak set (ped2_weak, ucf_crime, ...)")
+    train.add_argument("--root", help="dataset folder (default: <data root>/<name>); dakd: annotation folder")
+    train.add_argument("--option", action="append", help="dataset loader option key=value (repeatable)")
+    train.add_argument("--config", help="YAML/JSON file of config fields (see the method's config class)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config field (repeatable)")
+    train.add_argument("--run-dir", help="run folder (default: runs/<method>-<dataset>)")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run in --run-dir")
+    train.add_argument("--no-eval", action="store_true", help="do not score the test set after training")
+    train.add_argument("--features", help="dakd: folder with one subfolder of snippet features per backbone")
+    train.set_defaults(handler=run_train)
+
+    from vadistill.backbones.extract import add_extract_arguments
+
+    extract = verbs.add_parser("extract", help="snippet features from pretrained backbones (I3D, MobileNetV2, ...)")
+    add_extract_arguments(extract)
+    extract.set_defaults(handler=run_extract)
     return parser
 
 

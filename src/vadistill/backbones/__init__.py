@@ -43,7 +43,7 @@ class BackboneInfo:
     temporal: bool
     input_size: int
     normalize: Callable[[torch.Tensor], torch.Tensor]
-    weights: WeightSource
+    weights: WeightSource | None
 
 
 def _i3d_normalize(x: torch.Tensor) -> torch.Tensor:

@@ -333,9 +333,8 @@ def run_extract(inputs: Sequence[str], out: str | os.PathLike, backbone: str = "
                             resume=resume, progress=progress)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m vadistill.backbones.extract DATASET|VIDEO... --out DIR [--backbone i3d|mobilenet_v2|handcrafted] [--crops 10crop]``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``vadistill extract`` (also ``python -m vadistill.backbones.extract``)."""
     parser.add_argument("videos", nargs="+", help="a dataset name (ped2, avenue, ...) or video files / frame folders")
     parser.add_argument("--root", default=None, help="dataset folder when VIDEOS is a dataset name")
     parser.add_argument("--out", required=True, help="output folder")
@@ -350,18 +349,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--drop-last", action="store_true", help="drop a last partial snippet (as the releases)")
     parser.add_argument("--release-layout", action="store_true", help="save [T, crops, D] instead of [crops, T, D]")
     parser.add_argument("--no-resume", action="store_true")
-    args = parser.parse_args(argv)
+
+
+def run_extract_from_args(args: argparse.Namespace) -> int:
+    """Handler of ``vadistill extract``; InputError propagates to the CLI (one line, exit 2)."""
     start = time.perf_counter()
+    paths = run_extract(args.videos, args.out, args.backbone, args.crops, root=args.root, split=args.split,
+                        weights=args.weights, batch_size=args.batch_size, device=args.device, bf16=args.bf16,
+                        pad_last=not args.drop_last, release_layout=args.release_layout,
+                        resume=not args.no_resume, progress=not getattr(args, "quiet", False))
+    print(f"{len(paths)} feature files in {args.out} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m vadistill.backbones.extract DATASET|VIDEO... --out DIR [--backbone i3d|mobilenet_v2|handcrafted] [--crops 10crop]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_extract_arguments(parser)
+    args = parser.parse_args(argv)
     try:
-        paths = run_extract(args.videos, args.out, args.backbone, args.crops, root=args.root, split=args.split,
-                            weights=args.weights, batch_size=args.batch_size, device=args.device, bf16=args.bf16,
-                            pad_last=not args.drop_last, release_layout=args.release_layout,
-                            resume=not args.no_resume)
+        return run_extract_from_args(args)
     except InputError as error:  # user mistakes: one line, no traceback (as vadistill's CLI)
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
-    print(f"{len(paths)} feature files in {args.out} ({time.perf_counter() - start:.1f} s)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -447,6 +447,7 @@ class AedMae(VadMethod):
     """
 
     name = "aed-mae"
+    config_class = AedMaeConfig
 
     def __init__(self, config: AedMaeConfig | dict | None = None, *, object_bank: ObjectBank | None = None,
                  device: str | torch.device = "cpu"):
@@ -747,9 +748,17 @@ class AedMae(VadMethod):
         Map = sum over the teacher and student terms of w_k * (filtered map - mean_k) / std_k with
         pixel-level validation statistics (the classifier has no spatial extent and is left out).
         """
+        return self.anomaly_scores_and_maps(video)[1]
+
+    def anomaly_scores_and_maps(self, video: VideoLike, *, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Final (T,) scores and (T, H, W) maps from ONE pass of the network over the video."""
         self.check_fitted()
         frames, native = self._load_video(video)
-        _, maps = self._frame_terms(frames, keep_maps=True)
+        terms, maps = self._frame_terms(frames, keep_maps=True)
+        return self.combine_terms(terms), self._pixel_maps(maps, native)
+
+    def _pixel_maps(self, maps: dict[str, np.ndarray], native: tuple[int, int]) -> np.ndarray:
+        """Standardised, weighted teacher + student maps, resized to the native (H, W)."""
         weights = dict(zip(TERMS, self.config.score_weights))
         out = np.zeros(maps["teacher"].shape, dtype=np.float32)
         for name in ("teacher", "student"):
@@ -787,6 +796,20 @@ class AedMae(VadMethod):
         method.threshold_ = payload["threshold"]
         method.history_ = payload.get("history", [])
         return method
+
+
+def demo_config(quick: bool = False, seed: int = 0) -> AedMaeConfig:
+    """A small AED-MAE for `vadistill demo` (the generated 144x240 walkway scene) on 2 CPU cores.
+
+    Same architecture as the paper (CvT encoder, 3-block teacher, student branching after block 1,
+    classifier), narrower and shallower so that it trains in a couple of minutes.
+    """
+    return AedMaeConfig(
+        input_size=(96, 160), patch_size=8, embed_dim=96, depth=2, num_heads=4, decoder_dim=64,
+        decoder_heads=4, batch_size=16, lr=1e-3, teacher_epochs=3 if quick else 12,
+        student_epochs=1 if quick else 4, patience=4, map_filter=(5, 5, 5), seed=seed,
+        temporal_filter=TemporalFilter(kind="gaussian", sigma=3.0),
+    )
 
 
 def count_parameters(module: nn.Module) -> int:

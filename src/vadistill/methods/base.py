@@ -34,6 +34,8 @@ class VadMethod(ABC):
 
     #: name used on the command line and in checkpoints ("aed-mae", ...)
     name: ClassVar[str] = ""
+    #: the frozen config dataclass (with ``from_dict``) the constructor takes
+    config_class: ClassVar[type]
 
     @abstractmethod
     def fit(self, train_videos: Sequence[VideoRef], *, run_dir: str | os.PathLike, resume: bool = False,
@@ -47,6 +49,10 @@ class VadMethod(ABC):
     @abstractmethod
     def anomaly_maps(self, video: VideoLike) -> np.ndarray:
         """(T, H, W) float32 per-pixel anomaly maps at the input video's resolution."""
+
+    def anomaly_scores_and_maps(self, video: VideoLike, *, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Both at once; methods override this when one pass of their network gives both."""
+        return self.anomaly_scores(video), self.anomaly_maps(video)
 
     @abstractmethod
     def save(self, path: str | os.PathLike) -> None:

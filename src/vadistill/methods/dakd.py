@@ -289,6 +289,7 @@ class Dakd(VadMethod):
     """
 
     name = "dakd"
+    config_class = DakdConfig
 
     def __init__(self, config: DakdConfig | None = None, device: str | torch.device = "cpu"):
         self.config = config or DakdConfig()

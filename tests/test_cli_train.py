@@ -1,0 +1,54 @@
+"""`vadistill train` end to end on a small custom dataset, and its configuration errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vadistill import cli
+from vadistill.data.synthetic import render_scene
+from vadistill.errors import EXIT_USER_ERROR
+from vadistill.io.video import write_video
+
+TINY = ["input_size=[48,80]", "patch_size=8", "embed_dim=32", "depth=1", "num_heads=2", "decoder_dim=16",
+        "decoder_heads=2", "decoder_depth=2", "batch_size=8", "teacher_epochs=1", "student_epochs=1",
+        "max_steps_per_epoch=3", "map_filter=[3,3,3]", "paste.probability=0.0"]
+
+
+@pytest.fixture(scope="module")
+def custom_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("custom")
+    for index in range(2):
+        write_video(root / "train" / f"normal_{index}.avi", render_scene(30, 72, 120, seed=index).frames, fps=10)
+    test = render_scene(30, 72, 120, cart_frames=(10, 20), seed=99)
+    write_video(root / "test" / "cart.avi", test.frames, fps=10)
+    anomalous = np.flatnonzero(test.labels)
+    (root / "labels.csv").write_text(f"video,start,end\ncart,{anomalous[0]},{anomalous[-1]}\n")
+    return root
+
+
+def test_train_writes_model_scores_and_metrics(custom_dataset, tmp_path):
+    torch.set_num_threads(1)
+    run_dir = tmp_path / "run"
+    argv = ["--quiet", "train", "aed-mae", "--dataset", "custom", "--root", str(custom_dataset),
+            "--run-dir", str(run_dir)] + [arg for pair in TINY for arg in ("--set", pair)]
+    assert cli.main(argv) == 0
+    assert (run_dir / "model.ckpt").is_file() and (run_dir / "config.json").is_file()
+    scores = json.loads((run_dir / "scores.json").read_text())
+    assert list(scores) == ["cart"] and len(scores["cart"]) == 30
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["method"]["name"] == "aed-mae" and "gaussian" in metrics["method"]["temporal_filter"]
+
+
+@pytest.mark.parametrize("override, expected", [("no_such_field=1", "no_such_field"), ("patch_size=7", "multiple")])
+def test_bad_configuration_is_one_line_exit_2(custom_dataset, tmp_path, capsys, override, expected):
+    code = cli.main(["train", "aed-mae", "--dataset", "custom", "--root", str(custom_dataset),
+                     "--run-dir", str(tmp_path / "run"), "--set", override])
+    error = capsys.readouterr().err.strip()
+    assert code == EXIT_USER_ERROR and expected in error and len(error.splitlines()) == 1
+
+
+def test_unknown_method_is_reported(capsys):
+    assert cli.main(["train", "no-such-method", "--dataset", "ped2"]) == EXIT_USER_ERROR
+    assert "aed-mae" in capsys.readouterr().err
