@@ -52,3 +52,16 @@ def test_bad_configuration_is_one_line_exit_2(custom_dataset, tmp_path, capsys, 
 def test_unknown_method_is_reported(capsys):
     assert cli.main(["train", "no-such-method", "--dataset", "ped2"]) == EXIT_USER_ERROR
     assert "aed-mae" in capsys.readouterr().err
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    from vadistill.config import build_config, read_config_file
+    from vadistill.methods import METHODS
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        method = METHODS[path.stem.rsplit("_", 1)[0].replace("_", "-")]  # configs/<method>_<dataset>.yaml
+        build_config(method.config_class.from_dict, read_config_file(path), str(path))
