@@ -103,3 +103,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(payload, dict):
         raise InputError(path, f"expected a checkpoint dict, found {type(payload).__name__}")
     return payload
+
+
+def load_method_checkpoint(path: str | os.PathLike, method: str, format_version: int) -> dict:
+    """Load a method's checkpoint and check that it is one of `method`'s, in a format this code reads."""
+    payload = load_checkpoint(path)
+    if payload.get("method") != method:
+        raise InputError(path, f"is a checkpoint of method {payload.get('method')!r}, not {method!r}")
+    if payload.get("format_version") != format_version:
+        raise InputError(path, f"checkpoint format {payload.get('format_version')} is not supported "
+                         f"(this vadistill reads format {format_version})")
+    return payload

@@ -59,18 +59,19 @@ def draw_walker(canvas: np.ndarray, mask: np.ndarray, walker: Walker, frame_inde
     """Paint one walker at its current position; mark its pixels in `mask` when it is a cart."""
     x, y, h = walker.x, walker.y, walker.height
     if walker.is_cart:
-        # A cart: wide box on two wheels, drawn fully opaque.
+        # A cart: a wide red box with dark slats on two wheels, drawn fully opaque. Nothing in the
+        # normal footage has its size, colour or speed (Ped2's anomalies differ from pedestrians in
+        # the same ways).
         half_w, half_h = h * 0.9, h * 0.35
-        top_left = (int(x - half_w), int(y - half_h))
-        bottom_right = (int(x + half_w), int(y + half_h))
-        colour = (walker.shade, walker.shade * 0.8, walker.shade * 0.6)
         layer = np.zeros(canvas.shape[:2], dtype=np.uint8)
-        cv2.rectangle(layer, top_left, bottom_right, 255, -1)
+        cv2.rectangle(layer, (int(x - half_w), int(y - half_h)), (int(x + half_w), int(y + half_h)), 255, -1)
         for wheel_x in (x - half_w * 0.6, x + half_w * 0.6):
             cv2.circle(layer, (int(wheel_x), int(y + half_h)), max(2, int(h * 0.18)), 255, -1)
         inside = layer > 0
-        canvas[inside] = colour
-        canvas[inside & (np.indices(layer.shape)[0] < y)] *= 0.85  # shaded top half
+        columns = np.indices(layer.shape)[1]
+        slats = ((columns - int(x)) // max(2, int(h * 0.15))) % 2 == 0
+        canvas[inside] = (walker.shade, 40.0, 30.0)
+        canvas[inside & slats] = (60.0, 25.0, 20.0)
         mask |= inside
         return
     # A pedestrian: head, body and two legs that swing with the gait phase (bobbing of ~1 px).
@@ -132,7 +133,7 @@ def render_scene(
         first, last = cart_frames
         span = max(1, last - first)
         cart = Walker(x=-0.1 * width, y=height * 0.5, vx=1.2 * width / span, vy=0.0,
-                      height=height * 0.22, shade=170.0, phase=0.0, is_cart=True)
+                      height=height * 0.22, shade=200.0, phase=0.0, is_cart=True)
 
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     masks = np.zeros((num_frames, height, width), dtype=bool)

@@ -77,7 +77,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from scipy.ndimage import uniform_filter
 
-from vadistill.checkpoint import load_checkpoint, save_checkpoint
+from vadistill.checkpoint import load_method_checkpoint, save_checkpoint
 from vadistill.data.clips import (ClipDataset, FrameCache, VideoLike, batch_indices, clip_indices, load_frames,
                                   resize_frames, video_name)
 from vadistill.data.motion import motion_token_weights, temporal_gradient
@@ -779,12 +779,7 @@ class AedMae(VadMethod):
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "AedMae":
-        payload = load_checkpoint(path)
-        if payload.get("method") != cls.name:
-            raise InputError(path, f"is a checkpoint of method {payload.get('method')!r}, not {cls.name!r}")
-        if payload.get("format_version") != FORMAT_VERSION:
-            raise InputError(path, f"checkpoint format {payload.get('format_version')} is not supported "
-                             f"(this vadistill reads format {FORMAT_VERSION})")
+        payload = load_method_checkpoint(path, cls.name, FORMAT_VERSION)
         try:
             method = cls(AedMaeConfig.from_dict(payload["config"]), device=device)
             net = AedMaeNet(method.config)

@@ -84,7 +84,7 @@ from torch import nn
 from vadistill.backbones import BACKBONES
 from vadistill.blocks.mil import pseudo_label_info_nce, soft_label_bce, topk_count, topk_mean, topk_mil_loss
 from vadistill.blocks.temporal_aggregation import TemporalAggregation
-from vadistill.checkpoint import load_checkpoint, save_checkpoint
+from vadistill.checkpoint import load_method_checkpoint, save_checkpoint
 from vadistill.data.weak import SNIPPET_LENGTH, WeakDataset, WeakVideo, evaluate_snippet_scores, \
     load_features, load_weak_dataset, snippets_to_frames
 from vadistill.errors import InputError
@@ -542,12 +542,7 @@ class Dakd(VadMethod):
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Dakd":
-        payload = load_checkpoint(path)
-        if payload.get("method") != cls.name:
-            raise InputError(path, f"is a checkpoint of method {payload.get('method')!r}, not {cls.name!r}")
-        if payload.get("format_version") != FORMAT_VERSION:
-            raise InputError(path, f"checkpoint format {payload.get('format_version')} is not supported "
-                             f"(this vadistill reads format {FORMAT_VERSION})")
+        payload = load_method_checkpoint(path, cls.name, FORMAT_VERSION)
         try:
             method = cls(DakdConfig.from_dict(payload["config"]), device=device)
             cfg = method.config
