@@ -110,6 +110,7 @@ def render_scene(
     num_pedestrians: int = 5,
     cart_frames: tuple[int, int] | None = None,
     seed: int = 0,
+    background_seed: int | None = None,
 ) -> SceneClip:
     """Render a clip of the walkway scene.
 
@@ -120,11 +121,11 @@ def render_scene(
         cart_frames: (first, last) frame during which a fast cart crosses the walkway (the anomaly);
             None for normal footage.
         seed: the clip is a pure function of its arguments.
+        background_seed: seed of the pavement texture; clips of one fixed camera share it
+            (None: the clip's own seed, i.e. a different camera per clip).
     """
-    # The camera is fixed: every clip of the scene shares one background (its own seed), while
-    # the people in it differ from clip to clip.
-    background = draw_background(height, width, np.random.default_rng(12345))
     rng = np.random.default_rng(seed)
+    background = draw_background(height, width, rng if background_seed is None else np.random.default_rng(background_seed))
     walkers = [spawn_pedestrian(height, width, rng) for _ in range(num_pedestrians)]
     for walker in walkers:  # start them spread over the scene, not all at the edge
         walker.x = float(rng.uniform(0, width))
@@ -159,7 +160,8 @@ def demo_clips(height: int = 144, width: int = 240, num_train: int = 600, num_te
                seed: int = 0) -> tuple[list[np.ndarray], SceneClip]:
     """Normal training clips (three camera sessions) and one test clip with a cart crossing its middle third."""
     per_clip = num_train // 3
-    train = [render_scene(per_clip, height, width, seed=seed + 10 * k).frames for k in range(3)]
+    camera = seed + 12345  # one fixed camera: every clip shares its background, the people differ
+    train = [render_scene(per_clip, height, width, seed=seed + 10 * k, background_seed=camera).frames for k in range(3)]
     cart = (num_test // 3, 2 * num_test // 3)
-    test = render_scene(num_test, height, width, cart_frames=cart, seed=seed + 1000)
+    test = render_scene(num_test, height, width, cart_frames=cart, seed=seed + 1000, background_seed=camera)
     return train, test
