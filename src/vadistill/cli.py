@@ -218,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     extract = verbs.add_parser("extract", help="snippet features from pretrained backbones (I3D, MobileNetV2, ...)")
     add_extract_arguments(extract)
     extract.set_defaults(handler=run_extract)
+
+    from vadistill.runtime.commands import add_runtime_verbs
+
+    add_runtime_verbs(verbs)  # score, watch, export, bench, report
     return parser
 
 

@@ -1,4 +1,10 @@
-"""Pictures of results: score-over-time plots and overlay videos (heat map plus score bar)."""
+"""Pictures of results: score-over-time plots, overlay videos (heat map plus score bar) and PNG bytes.
+
+Two overlay colour scales:
+    * whole-video (:func:`overlay_frames`): scores and maps scaled by the video's own range (offline);
+    * fixed (:func:`fixed_overlay_range` + :func:`overlay_frame`): a range set from the threshold
+      before the first frame, for live sources whose range is unknown in advance.
+"""
 
 from __future__ import annotations
 
@@ -12,26 +18,23 @@ import numpy as np
 from vadistill.io.video import write_video
 
 
-def plot_scores(
-    path: str | os.PathLike,
+def score_figure(
     scores: np.ndarray,
     labels: np.ndarray | None = None,
     threshold: float | None = None,
     title: str = "",
     fps: float | None = None,
-) -> Path:
-    """Save a PNG of the anomaly score over time; ground-truth anomalous frames shaded when given."""
+):
+    """A matplotlib figure of the anomaly score over time; ground-truth anomalous frames shaded."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: never needs a display
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     x = np.arange(len(scores)) / fps if fps else np.arange(len(scores))
     fig, ax = plt.subplots(figsize=(10, 3), dpi=100)
     if labels is not None:
-        ax.fill_between(x, 0, 1, where=np.asarray(labels) > 0, transform=ax.get_xaxis_transform(),
+        ax.fill_between(x, 0, 1, where=np.asarray(labels)[:len(x)] > 0, transform=ax.get_xaxis_transform(),
                         color="tab:red", alpha=0.15, step="mid", label="ground truth: anomalous")
     ax.plot(x, scores, color="tab:blue", lw=1.2, label="anomaly score")
     if threshold is not None:
@@ -42,8 +45,21 @@ def plot_scores(
     ax.set_xlim(x[0], x[-1] if len(x) > 1 else 1)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
+
+
+def plot_scores(
+    path: str | os.PathLike,
+    scores: np.ndarray,
+    labels: np.ndarray | None = None,
+    threshold: float | None = None,
+    title: str = "",
+    fps: float | None = None,
+) -> Path:
+    """Save a PNG of the anomaly score over time; ground-truth anomalous frames shaded when given."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(figure_png(score_figure(scores, labels, threshold, title, fps)))
     return path
 
 
@@ -74,6 +90,48 @@ def overlay_frame(frame: np.ndarray, anomaly_map: np.ndarray | None, score: floa
         tick = int(np.clip((threshold - low) / max(high - low, 1e-8), 0, 1) * (width - 1))
         out[-bar_height:, tick] = (255, 255, 255)
     return out
+
+
+#: Standardised pixel-map values (z units) drawn as "cold" and "hot" on a fixed scale.
+FIXED_MAP_RANGE = (1.0, 8.0)
+
+
+def fixed_overlay_range(threshold: float | None) -> tuple[float, float]:
+    """(low, high) score range of a fixed-scale overlay: the threshold sits in the middle of the bar."""
+    if threshold is None:
+        return -3.0, 3.0
+    low = min(0.0, threshold) - 1.0
+    return low, threshold + (threshold - low)
+
+
+def scale_map(anomaly_map: np.ndarray, low: float, high: float,
+              map_range: tuple[float, float] = FIXED_MAP_RANGE) -> np.ndarray:
+    """A standardised map brought into the score range [low, high] (fixed scale), for overlay_frame."""
+    map_low, map_high = map_range
+    return low + (anomaly_map - map_low) / max(map_high - map_low, 1e-8) * (high - low)
+
+
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (for self-contained HTML); closes the figure."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def image_png(image: np.ndarray, max_width: int = 320) -> bytes:
+    """An (H, W, 3) uint8 RGB image as PNG bytes, shrunk to `max_width` pixels wide."""
+    height, width = image.shape[:2]
+    if width > max_width:
+        image = cv2.resize(image, (max_width, round(height * max_width / width)), interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return data.tobytes()
 
 
 def overlay_frames(frames: Iterable[np.ndarray], scores: np.ndarray, maps: np.ndarray | None = None,
