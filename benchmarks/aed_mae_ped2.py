@@ -34,10 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
-import sys
 import tarfile
 import time
 from dataclasses import asdict, replace
@@ -52,6 +48,7 @@ from vadistill.data.benchmarks import load_ped2
 from vadistill.data.clips import load_frames
 from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig
 from vadistill.methods.aed_mae import AedMae, AedMaeConfig, AedMaeNet, count_parameters
+from vadistill.provenance import command_line, describe_machine, git_revision, machine_info
 from vadistill.scoring import TemporalFilter, official_filter
 
 HERE = Path(__file__).resolve().parent
@@ -87,27 +84,6 @@ def ablation_schedule(cfg: AedMaeConfig, quick: bool) -> AedMaeConfig:
 
 
 # ----------------------------------------------------------------------------------------------
-def machine_info() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform()}
-
-
-def git_revision() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def ensure_ped2(work: Path) -> Path:
     root = work / "ped2_data"
     if not (root / "ped2" / "testing" / "frames").is_dir():
@@ -213,8 +189,7 @@ def write_markdown(path: Path, r: dict) -> None:
         "",
         f"- command: `{r['command']}`",
         f"- git revision: {r['git_revision'] or 'n/a'}",
-        f"- machine: {r['machine']['cpu']}, {r['machine']['cores']} cores, torch {r['machine']['torch']} "
-        f"({r['machine']['torch_threads']} threads)",
+        f"- machine: {describe_machine(r['machine'])}",
         f"- data: {r['dataset']['train_videos']} training videos ({r['dataset']['train_frames']} frames), "
         f"{r['dataset']['test_videos']} test videos ({r['dataset']['test_frames']} frames); labels: {r['dataset']['labels']}",
         f"- synthetic anomalies: {r['object_bank']}",
@@ -316,7 +291,7 @@ def main() -> None:
     speed = model_speed(cfg, sizes, args.quick)
     result = {
         "benchmark": "UCSD Ped2", "method": "aed-mae", "quick": args.quick,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]), "git_revision": git_revision(),
+        "command": command_line(), "git_revision": git_revision(),
         "machine": machine_info(),
         "dataset": {"train_videos": len(train_refs), "train_frames": sum(v.num_frames for v in train_refs),
                     "test_videos": len(test_refs), "test_frames": sum(v.num_frames for v in test_refs),

@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import tarfile
 import time
@@ -46,6 +44,7 @@ from vadistill.backbones import BACKBONES  # noqa: E402
 from vadistill.backbones.extract import extract_features, extract_video  # noqa: E402
 from vadistill.data.weak import load_ped2_weak  # noqa: E402
 from vadistill.methods.dakd import Dakd, DakdConfig  # noqa: E402
+from vadistill.provenance import command_line, describe_machine, git_revision, machine_info  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 WORK = ROOT / "benchmarks" / "work" / "dakd_ped2"
@@ -83,30 +82,6 @@ def throughput(backbone: str, source: str) -> dict:
             "frames_per_s": round(frames / seconds, 2)}
 
 
-def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "logical_cores": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
-
-
-def git_revision() -> dict:
-    def run(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return "unknown"
-    status = run("status", "--porcelain")
-    return {"head": run("rev-parse", "HEAD"), "uncommitted_files": len(status.splitlines()) if status != "unknown" else None}
-
-
 def stats(values: list[float]) -> dict:
     return {"mean": round(float(np.mean(values)), 4), "std": round(float(np.std(values)), 4),
             "values": [round(float(v), 4) for v in values]}
@@ -124,7 +99,7 @@ def main() -> int:
         return 0
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    report: dict = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(),
+    report: dict = {"command": command_line(), "machine": machine_info(),
                     "git": git_revision(), "dataset": "UCSD Ped2-weak (TEVAD split: 10 train / 18 test videos)"}
 
     # 1-2. features (cached) and throughput
@@ -214,6 +189,13 @@ def teacher_note(r: dict) -> str:
         f"{p} = {x} ({r['sweeps'][p][x]['student']['mean']:.4f})" for p, x in best_values.items()) + "."
 
 
+def describe_git(git: str | dict) -> str:
+    """Older result files stored {"head", "uncommitted_files"}; newer ones the provenance string."""
+    if isinstance(git, dict):
+        return f"{git['head']} ({git['uncommitted_files']} uncommitted files in the tree at run time)"
+    return git
+
+
 def markdown(r: dict) -> str:
     m, a = r["machine"], r["auc"]
     fmt = lambda s: f"{s['mean']:.4f} ± {s['std']:.4f}"  # noqa: E731
@@ -222,9 +204,8 @@ def markdown(r: dict) -> str:
     lines = [
         "# DAKD on UCSD Ped2-weak", "",
         f"Command: `{r['command']}`  ",
-        f"Git revision: `{r['git']['head']}` ({r['git']['uncommitted_files']} uncommitted files in the tree at run time)  ",
-        f"Machine: {m['cpu']}, {m['logical_cores']} logical cores (shared; load average at start "
-        f"{m['load_average_at_start']}), torch {m['torch']} with {m['torch_threads']} thread(s), Python {m['python']}  ",
+        f"Git revision: `{describe_git(r['git'])}`  ",
+        f"Machine: {describe_machine(m)} (shared CPU)  ",
         f"Total time: {r['seconds_total']} s", "",
         f"Dataset: {r['dataset']}; frame-level micro AUC on the 18 test videos, ground truth rebuilt from "
         "UCSDped2.m. Model selection on held-out training videos (video labels only). "

@@ -27,26 +27,18 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from vadistill.provenance import command_line, describe_machine, git_revision, machine_info
+
 ROOT = Path(__file__).resolve().parents[1]
 VIDEO = Path("/work/shared/data/demo_video/vtest.avi")
 WORK = ROOT / "benchmarks" / "work" / "runtime"
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def git_revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        return rev + ("+uncommitted changes" if dirty else "")
-    except OSError:
-        return "unknown"
 
 
 def train_model() -> Path:
@@ -137,10 +129,8 @@ def bench_watch(model_path: Path, streams: int, seconds: float) -> dict:
 def markdown(result: dict) -> str:
     lines = ["# Runtime benchmarks on vtest.avi", "",
              f"- Command: `{result['command']}`", f"- Git revision: {result['git_revision']}",
-             f"- Machine: {result['machine'].get('cpu_model', '?')}, {result['machine']['cpu_count']} cores "
-             f"(shared), torch {result['machine']['torch']} ({result['machine']['torch_cpu_capability']}), "
-             f"onnxruntime {result['machine']['onnxruntime']}, threads {result['threads']}, "
-             f"native bf16: {result['machine']['bf16_native']}",
+             f"- Machine: {describe_machine(result['machine'])} (shared), "
+             f"{result['machine']['torch_cpu_capability']}, onnxruntime {result['machine']['onnxruntime']}",
              f"- Model: {result['model']}", "", "## score (whole clip, 795 frames 768x576, overlay + plot)", "",
              "| Engine | Frames | Seconds | FPS |", "|---|---|---|---|"]
     lines += [f"| {r['engine']} | {r['frames']} | {r['seconds']} | {r['fps']} |" for r in result["score"]]
@@ -171,12 +161,12 @@ def main() -> None:
     torch.set_num_threads(1)
     if not VIDEO.is_file():
         sys.exit(f"{VIDEO} not found")
-    from vadistill.runtime.bench import bench, machine_info
+    from vadistill.runtime.bench import bench
 
     WORK.mkdir(parents=True, exist_ok=True)
     model_path = train_model()
     seconds = 1.0 if args.quick else 3.0
-    result = {"command": "python benchmarks/runtime_vtest.py" + (" --quick" if args.quick else ""),
+    result = {"command": command_line(),
               "git_revision": git_revision(), "machine": machine_info(), "threads": torch.get_num_threads(),
               "model": "AED-MAE demo_config() (96x160, patch 8), 3+1 epochs on vtest.avi frames 0-199, no pasted "
                        "anomalies; Fast-AED default config (128x192) and DAKD default Student (1024-d features, "

@@ -13,7 +13,8 @@ import pytest
 import scipy.io
 
 from vadistill.data import benchmarks
-from vadistill.data.benchmarks import (DATASETS, dataset_root, default_data_root, load_avenue, load_custom,
+from vadistill.data.layout import default_data_root
+from vadistill.data.benchmarks import (DATASETS, dataset_root, load_avenue, load_custom,
                                        load_dataset, load_ped1, load_ped2, load_shanghaitech, load_ubnormal)
 from vadistill.errors import InputError
 from vadistill.io.video import write_video

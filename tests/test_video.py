@@ -1,6 +1,5 @@
 """Video IO: files, frame folders, streams, resizing, colour, and bad sources."""
 
-from pathlib import Path
 
 import cv2
 import numpy as np

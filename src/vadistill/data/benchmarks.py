@@ -31,7 +31,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from vadistill.data import labels as gtio
-from vadistill.data.layout import dataset_root, default_data_root, frames_dir_for
+from vadistill.data.layout import dataset_root, frames_dir_for
 from vadistill.errors import InputError
 from vadistill.io.video import VIDEO_EXTENSIONS, list_frame_files, natural_key, open_video
 from vadistill.types import VideoDataset, VideoRef

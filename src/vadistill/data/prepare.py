@@ -25,7 +25,6 @@ in :func:`frames_dir_for`), one video at a time, each made complete before it ap
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os

@@ -16,7 +16,6 @@ ONNX Runtime dynamic quantisation of MatMul/Gemm (:func:`vadistill.runtime.expor
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -25,30 +24,10 @@ import numpy as np
 import torch
 
 from vadistill.errors import InputError
-from vadistill.runtime.engines import bf16_supported, cpu_flags
+from vadistill.provenance import machine_info
+from vadistill.runtime.engines import bf16_supported
 
 COMBINATIONS = {("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8")}
-
-
-def machine_info() -> dict:
-    """CPU, threads and library versions, for the JSON output."""
-    info = {"platform": platform.platform(), "python": platform.python_version(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "bf16_native": bf16_supported(),
-            "cpu_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8"})}
-    try:
-        with open("/proc/cpuinfo") as handle:
-            info["cpu_model"] = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
-    except OSError:
-        pass
-    try:
-        import onnxruntime
-
-        info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        info["onnxruntime"] = None
-    return info
 
 
 def _percentiles(seconds: list[float]) -> dict:

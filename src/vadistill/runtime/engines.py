@@ -19,21 +19,10 @@ import numpy as np
 import torch
 
 from vadistill.errors import InputError
+from vadistill.provenance import cpu_flags
 from vadistill.runtime.graphs import GraphSpec
 
 PRECISIONS = ("fp32", "bf16", "int8")
-
-
-def cpu_flags() -> set[str]:
-    """CPU feature flags from /proc/cpuinfo (empty where that file does not exist)."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def bf16_supported() -> bool:
