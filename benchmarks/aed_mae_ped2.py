@@ -214,7 +214,11 @@ def write_markdown(path: Path, r: dict) -> None:
               f"- training wall time (main run): {tr['wall_time_s'] / 60:.1f} min "
               f"(teacher {tr['teacher_epochs_run']} epochs, student {tr['student_epochs_run']} epochs; "
               f"steps per epoch: {steps}, batch {r['config']['batch_size']})",
-              f"- end-to-end scoring (decode + model + filters): {r['scoring_fps']:.1f} frames/s", "",
+              f"- end-to-end scoring (decode + model + filters): {r['scoring_fps']:.1f} frames/s",
+              *(["- with --resume, trained models, training times, test terms and the end-to-end scoring rate are "
+                 "reused from the earlier run of this script that produced them (its thread count and load); "
+                 "the model-only FPS below is measured by this run"] if "--resume" in r["command"] else []),
+              "",
               "| input | parameters | GFLOPs/frame | FPS batch 1 | FPS batch 8 |", "|---|---|---|---|---|"]
     for key, s in r["speed"].items():
         lines.append(f"| {key} | {s['parameters']:,} | {s['gflops_per_frame']:.2f} | {s['fps_batch1']:.1f} | "
