@@ -89,7 +89,8 @@ from vadistill.checkpoint import load_method_checkpoint, save_checkpoint
 from vadistill.data.clips import FrameCache, VideoLike, batch_indices, clip_indices, load_frames, resize_frames, video_name
 from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig, paste_object
 from vadistill.errors import InputError
-from vadistill.methods.aed_mae import CvtBlock, TokenGrid, clips_to_input, count_parameters
+from vadistill.blocks.cvt import CvtBlock, TokenGrid
+from vadistill.methods.aed_mae import clips_to_input, count_parameters
 from vadistill.methods.base import VadMethod
 from vadistill.objects import ObjectProposer, ProposalConfig
 from vadistill.scoring import TemporalFilter, calibrate_threshold, smooth
