@@ -65,3 +65,19 @@ def test_shipped_configs_are_valid():
     for path in configs:
         method = METHODS[path.stem.rsplit("_", 1)[0].replace("_", "-")]  # configs/<method>_<dataset>.yaml
         build_config(method.config_class.from_dict, read_config_file(path), str(path))
+
+
+def test_overrides_read_exponent_floats_and_wrong_kinds_are_one_line_errors(tmp_path):
+    from vadistill.config import apply_overrides, build_config
+    from vadistill.errors import InputError
+    from vadistill.methods.dakd import DakdConfig
+
+    values = apply_overrides({}, ["lr=3e-3", "teacher_epochs=2"])
+    assert values == {"lr": 0.003, "teacher_epochs": 2}  # YAML 1.1 alone would leave "3e-3" a string
+    assert build_config(DakdConfig.from_dict, values, "--set").lr == 0.003
+    with pytest.raises(InputError, match="lr must be a number"):
+        build_config(DakdConfig.from_dict, apply_overrides({}, ["lr=fast"]), "--set")
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("lr: 1e-4\n")
+    from vadistill.config import read_config_file
+    assert read_config_file(config_file) == {"lr": 0.0001}

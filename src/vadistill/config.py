@@ -8,14 +8,34 @@ mistake into a one-line :class:`InputError` naming the file or the override.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import yaml
 
 from vadistill.errors import InputError
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; configs mean a float, as YAML 1.2 and JSON do."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -25,7 +45,7 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise InputError(path, "no such config file (expected a YAML or JSON mapping of config fields)")
     try:
         text = path.read_text()
-        values = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        values = json.loads(text) if path.suffix.lower() == ".json" else parse_yaml(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as error:
         raise InputError(path, f"could not be parsed: {str(error).splitlines()[0]}") from None
     if values is None:
@@ -49,7 +69,7 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[st
             if not isinstance(node, dict):
                 raise InputError(override, f"'{parent}' is not a section")
         try:
-            node[key] = yaml.safe_load(raw)
+            node[key] = parse_yaml(raw)
         except yaml.YAMLError:
             node[key] = raw
     return result
@@ -58,6 +78,31 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[st
 def build_config(from_dict: Callable[[dict], Any], values: dict[str, Any], where: str) -> Any:
     """Call a config class's ``from_dict``; unknown keys or bad values become an InputError at `where`."""
     try:
-        return from_dict(values)
+        config = from_dict(values)
     except (TypeError, ValueError) as error:
         raise InputError(where, f"invalid configuration: {error}") from None
+    check_value_types(config, where)
+    return config
+
+
+def check_value_types(config: Any, where: str, prefix: str = "") -> None:
+    """Every field holds a value of its default's kind (a number where a number is expected, ...).
+
+    The config dataclasses do not check types themselves; a string where a float belongs would
+    otherwise surface later as a traceback deep inside training.
+    """
+    for field in dataclasses.fields(config):
+        value, default = getattr(config, field.name), field.default
+        if default is dataclasses.MISSING and field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        name = f"{prefix}{field.name}"
+        if dataclasses.is_dataclass(value):
+            check_value_types(value, where, f"{name}.")
+        elif isinstance(default, bool) or default is None or default is dataclasses.MISSING:
+            continue
+        elif isinstance(default, (int, float)) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise InputError(where, f"invalid configuration: {name} must be a number, got {value!r}")
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise InputError(where, f"invalid configuration: {name} must be a string, got {value!r}")
+        elif isinstance(default, (tuple, list)) and not isinstance(value, (tuple, list)):
+            raise InputError(where, f"invalid configuration: {name} must be a list, got {value!r}")

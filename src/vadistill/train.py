@@ -9,12 +9,19 @@ A method describes one training *stage* with a handful of callables and hands th
 * a validation number after each epoch (``validate() -> float``, lower is better), early stopping
   after ``patience`` epochs without improvement, and the best epoch's state restored at the end;
 * an atomic checkpoint of the stage after every epoch (``get_state()``: model *and* optimizer
-  state), so ``resume=True`` continues an interrupted run: finished stages are skipped (their
-  best state is loaded), a stage that was cut off restarts after its last completed epoch;
+  state) and, inside long epochs, every :data:`CHECKPOINT_SECONDS` (see
+  :func:`checkpoint_interval`), so ``resume=True`` continues an interrupted run where it was cut
+  off: finished stages are skipped (their best state is loaded), a stage killed mid-epoch goes on
+  from the last checkpointed step of that epoch, with the torch random state and the epoch's
+  running loss sums restored. The resumed run sees the same batches, takes the same steps and
+  counts them the same as an uninterrupted one;
 * a stop with :class:`TrainingDiverged` (a RuntimeError) on the first non-finite loss, before
   anything is written, so the last good checkpoint stays on disk;
 * ``history.jsonl`` (one JSON line per epoch) and ``config.json`` (see :func:`prepare_run_dir`)
-  in the run folder.
+  in the run folder;
+* on several processes (``torchrun``, see :mod:`vadistill.distributed`) each process trains on its
+  share of every batch; losses are averaged over processes, only rank 0 writes files, and
+  rank 0's validation value decides early stopping for all.
 
 Determinism on resume: ``make_batches(epoch)`` should derive its randomness from the epoch
 number (e.g. ``numpy.random.default_rng([seed, epoch])``); then an interrupted and resumed run
@@ -23,6 +30,7 @@ sees exactly the batches an uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -34,10 +42,29 @@ from typing import Any, Callable, Iterable
 import torch
 from tqdm.auto import tqdm
 
+from vadistill import distributed
 from vadistill.checkpoint import load_checkpoint, save_checkpoint
 from vadistill.errors import InputError
 
 STAGE_FORMAT_VERSION = 1
+
+# Seconds between checkpoints inside an epoch (the end of every epoch is always checkpointed).
+# Five minutes bounds the work a crash loses without spending much time writing; 0 checkpoints
+# after every step (tests). Change it with `checkpoint_interval` or `vadistill train --checkpoint-every`.
+CHECKPOINT_SECONDS = 300.0
+
+
+@contextlib.contextmanager
+def checkpoint_interval(seconds: float):
+    """Within the block, stages checkpoint every `seconds` inside an epoch (0: after every step)."""
+    global CHECKPOINT_SECONDS
+    if seconds < 0:
+        raise ValueError(f"checkpoint interval must be >= 0 seconds, got {seconds}")
+    saved, CHECKPOINT_SECONDS = CHECKPOINT_SECONDS, float(seconds)
+    try:
+        yield
+    finally:
+        CHECKPOINT_SECONDS = saved
 
 
 class TrainingDiverged(RuntimeError):
@@ -78,6 +105,13 @@ def prepare_run_dir(run_dir: str | Path, config: dict, *, resume: bool) -> Path:
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with distributed.main_first():  # rank 0 checks and cleans the folder before the others look at it
+        if distributed.is_main():
+            _prepare_run_dir(run_dir, config, resume=resume)
+    return run_dir
+
+
+def _prepare_run_dir(run_dir: Path, config: dict, *, resume: bool) -> None:
     config_path = run_dir / "config.json"
     text = json.dumps(config, indent=2, sort_keys=True, default=str)
     if resume and config_path.exists():
@@ -92,7 +126,6 @@ def prepare_run_dir(run_dir: str | Path, config: dict, *, resume: bool) -> Path:
         for old in run_dir.glob("stage_*.ckpt"):
             old.unlink()
     config_path.write_text(text + "\n")
-    return run_dir
 
 
 def stage_checkpoint_path(run_dir: str | Path, stage: str) -> Path:
@@ -152,10 +185,13 @@ def run_stage(
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = stage_checkpoint_path(run_dir, stage)
     history_path = run_dir / "history.jsonl"
+    main = distributed.is_main()
+    progress = progress and main
 
     start_epoch, best_val, best_epoch, bad_epochs = 0, math.inf, -1, 0
     best_state: dict | None = None
     history: list[dict] = []
+    partial: dict | None = None  # where a stage killed mid-epoch stopped
     if resume and ckpt_path.exists():
         saved = load_checkpoint(ckpt_path)
         if saved.get("stage") != stage or saved.get("format_version") != STAGE_FORMAT_VERSION:
@@ -168,29 +204,55 @@ def run_stage(
             set_state(best_state)
             return StageResult(stage, best_epoch, best_val, start_epoch, saved["stopped_early"], start_epoch, history)
         set_state(saved["state"])
+        partial = saved.get("partial")
     resumed_from = start_epoch
+
+    def checkpoint(epoch_done: int, finished: bool, stopped: bool, partial_state: dict | None) -> None:
+        save_checkpoint(ckpt_path, {
+            "format_version": STAGE_FORMAT_VERSION, "stage": stage, "epoch": epoch_done,
+            "state": get_state(), "best_state": best_state, "best_val": best_val,
+            "best_epoch": best_epoch, "bad_epochs": bad_epochs, "finished": finished,
+            "stopped_early": stopped, "history": history, "partial": partial_state,
+        })
 
     stopped_early = False
     for epoch in range(start_epoch, num_epochs):
         if on_epoch_start is not None:
             on_epoch_start(epoch)
-        started = time.perf_counter()
         sums: dict[str, float] = {}
-        steps = 0
+        steps, skip, seconds_before = 0, 0, 0.0
+        if partial is not None and partial["epoch"] == epoch:
+            # Killed mid-epoch: the batches of this epoch are rebuilt (same seed) and the first
+            # `skip` of them, already trained on, are passed over; the random state is restored
+            # after on_epoch_start re-seeded it.
+            steps = skip = int(partial["steps"])
+            sums = dict(partial["sums"])
+            seconds_before = float(partial["seconds"])
+            torch.set_rng_state(partial["torch_rng"])
+        partial = None
+        started = last_checkpoint = time.perf_counter()
         bar = tqdm(make_batches(epoch), desc=f"{stage} {epoch + 1}/{num_epochs}", disable=not progress,
                    leave=False, dynamic_ncols=True)
-        for batch in bar:
-            values = {name: float(value) for name, value in train_step(batch).items()}
+        for index, batch in enumerate(bar):
+            if index < skip:
+                continue
+            values = {name: float(value) for name, value in train_step(distributed.shard_batch(batch)).items()}
+            values = distributed.mean_over_processes(values)
             _check_finite(values, stage, epoch, steps, ckpt_path)
             for name, value in values.items():
                 sums[name] = sums.get(name, 0.0) + value
             steps += 1
             if "loss" in values:
                 bar.set_postfix(loss=f"{values['loss']:.4g}")
+            if main and time.perf_counter() - last_checkpoint >= CHECKPOINT_SECONDS:
+                checkpoint(epoch - 1, False, False, {
+                    "epoch": epoch, "steps": steps, "sums": dict(sums), "torch_rng": torch.get_rng_state(),
+                    "seconds": seconds_before + time.perf_counter() - started})
+                last_checkpoint = time.perf_counter()
         bar.close()
         if steps == 0:
             raise InputError(run_dir, f"stage {stage!r}: epoch {epoch} produced no training batch (no training data?)")
-        val = float(validate())
+        val = distributed.broadcast_float(float(validate()))
         _check_finite({"validation": val}, stage, epoch, steps, ckpt_path)
 
         improved = val < best_val - min_delta
@@ -203,16 +265,12 @@ def run_stage(
         finished = stopped_early or epoch == num_epochs - 1
         record = {"stage": stage, "epoch": epoch, "train": {k: v / steps for k, v in sums.items()},
                   "val": val, "best_val": best_val, "best_epoch": best_epoch, "improved": improved,
-                  "steps": steps, "seconds": round(time.perf_counter() - started, 3)}
+                  "steps": steps, "seconds": round(seconds_before + time.perf_counter() - started, 3)}
         history.append(record)
-        save_checkpoint(ckpt_path, {
-            "format_version": STAGE_FORMAT_VERSION, "stage": stage, "epoch": epoch,
-            "state": get_state(), "best_state": best_state, "best_val": best_val,
-            "best_epoch": best_epoch, "bad_epochs": bad_epochs, "finished": finished,
-            "stopped_early": stopped_early, "history": history,
-        })
-        with open(history_path, "a") as log:
-            log.write(json.dumps(record) + "\n")
+        if main:
+            checkpoint(epoch, finished, stopped_early, None)
+            with open(history_path, "a") as log:
+                log.write(json.dumps(record) + "\n")
         if progress:
             tqdm.write(f"[{stage}] epoch {epoch + 1}/{num_epochs}  train " +
                        " ".join(f"{k}={v / steps:.4g}" for k, v in sums.items()) +

@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -77,6 +77,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from scipy.ndimage import uniform_filter
 
+from vadistill import distributed
 from vadistill.blocks.cvt import CvtBlock, TokenGrid
 from vadistill.checkpoint import load_method_checkpoint, save_checkpoint
 from vadistill.data.clips import (ClipDataset, FrameCache, VideoLike, batch_indices, clip_indices, load_frames,
@@ -338,6 +339,30 @@ class Batch:
     mask_seed: int
 
 
+# Floors on the validation spread of a score term (see `spread_with_floor`).
+MIN_RELATIVE_SPREAD = 0.05  # reconstruction / discrepancy errors: 5% of their mean level
+MIN_LOGIT_SPREAD = 0.1  # classifier logits
+
+
+def spread_with_floor(term: str, mean: float, std: float) -> float:
+    """The std used to standardise a score term, never below a floor.
+
+    A term that hardly moves on the normal validation frames (seen after short trainings: a
+    classifier logit with std 0.001, a student error with std 1% of its mean) would otherwise
+    turn noise into z-scores of hundreds and drown the other terms. The floors are far below the
+    spreads of trained models (Ped2: 8% and 6% of the mean, logit std 0.7), where they change nothing.
+    """
+    floor = MIN_LOGIT_SPREAD if term == "classifier" else MIN_RELATIVE_SPREAD * abs(mean)
+    return float(max(std, floor, 1e-8))
+
+
+def own_masks(batch: Batch) -> Batch:
+    """The batch with a mask seed of this process's own: on several processes (torchrun) each holds
+    a different share of the samples, and equal seeds would give them the same mask patterns."""
+    offset = distributed.rank()
+    return replace(batch, mask_seed=batch.mask_seed + 7919 * offset) if offset else batch
+
+
 def token_mean(error: torch.Tensor, p: int) -> torch.Tensor:
     """(B, C, H, W) per-pixel error -> (B, N) mean per token (over channels and the p x p pixels)."""
     return rearrange(F.avg_pool2d(error.mean(dim=1, keepdim=True), p), "b 1 h w -> b (h w)")
@@ -417,11 +442,12 @@ class AedMae(VadMethod):
         val_batches = lambda: self._batches(val_set, None, epoch=0, stage=99, shuffle=False)  # noqa: E731
 
         # stage 1: encoder + teacher decoder + classifier
-        optimizer = torch.optim.AdamW(net.teacher_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = distributed.synchronize(
+            torch.optim.AdamW(net.teacher_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay), net)
 
         def teacher_step(batch: Batch) -> dict[str, float]:
             net.train()
-            losses = self._teacher_losses(batch)
+            losses = self._teacher_losses(own_masks(batch))
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()
@@ -452,7 +478,8 @@ class AedMae(VadMethod):
         # stage 2: the student decoder learns to reproduce the frozen teacher (self-distillation)
         for param in net.teacher_parameters():
             param.requires_grad_(False)
-        student_opt = torch.optim.AdamW(net.student_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        student_opt = distributed.synchronize(
+            torch.optim.AdamW(net.student_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay), net)
 
         def student_mode() -> None:
             net.eval()  # frozen parts: no batch-norm updates, no dropout
@@ -461,7 +488,7 @@ class AedMae(VadMethod):
 
         def student_step(batch: Batch) -> dict[str, float]:
             student_mode()
-            loss = self._distill_loss(batch)
+            loss = self._distill_loss(own_masks(batch))
             student_opt.zero_grad(set_to_none=True)
             loss.backward()
             student_opt.step()
@@ -483,7 +510,9 @@ class AedMae(VadMethod):
         net.eval()
         self.history_ = history
         self._calibrate(val_set)
-        self.save(Path(run_dir) / "model.ckpt")
+        if distributed.is_main():
+            self.save(Path(run_dir) / "model.ckpt")
+        distributed.barrier()
         return self
 
     def _batches(self, dataset: ClipDataset, bank: ObjectBank | None, *, epoch: int, stage: int, shuffle: bool):
@@ -606,10 +635,10 @@ class AedMae(VadMethod):
         stats = {}
         for name in TERMS:
             values = np.concatenate([t[name] for t in per_video])
-            stats[name] = {"mean": float(values.mean()), "std": float(max(values.std(), 1e-8 * (1 + abs(values.mean()))))}
+            stats[name] = {"mean": float(values.mean()), "std": spread_with_floor(name, float(values.mean()), float(values.std()))}
         for name, (s, s2, n) in pixel_sums.items():
             mean = s / n
-            stats[f"{name}_pixel"] = {"mean": mean, "std": float(max(math.sqrt(max(s2 / n - mean**2, 0.0)), 1e-8 * (1 + abs(mean))))}
+            stats[f"{name}_pixel"] = {"mean": mean, "std": spread_with_floor(name, mean, math.sqrt(max(s2 / n - mean**2, 0.0)))}
         self.score_stats_ = stats
         finals = [smooth(self._combine(t), self.config.temporal_filter) for t in per_video]
         self.threshold_ = float(calibrate_threshold(np.concatenate(finals), quantile=self.config.threshold_quantile))

@@ -81,6 +81,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vadistill import distributed
 from vadistill.backbones import BACKBONES
 from vadistill.blocks.mil import pseudo_label_info_nce, soft_label_bce, topk_count, topk_mean, topk_mil_loss
 from vadistill.blocks.temporal_aggregation import TemporalAggregation
@@ -352,7 +353,9 @@ class Dakd(VadMethod):
                                    run_dir, resume, progress, distill_from=self.teacher_ if cfg.distill else None)
         self.student_.eval()
         self.history_ = history
-        self.save(Path(run_dir) / "model.ckpt")
+        if distributed.is_main():
+            self.save(Path(run_dir) / "model.ckpt")
+        distributed.barrier()
         return self
 
     def _batches(self, bank: _Bank, epoch: int, stage: int):
@@ -373,7 +376,7 @@ class Dakd(VadMethod):
                    run_dir: str | os.PathLike, resume: bool, progress: bool, distill_from: DakdNet | None) -> list[dict]:
         cfg = self.config
         device = self.device
-        optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = distributed.synchronize(torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay), net)
         stage_id = 1 if stage == "teacher" else 2
         all_backbones = list(dict.fromkeys(list(backbones) + (list(cfg.teacher_backbones) if distill_from else [])))
 
@@ -597,6 +600,8 @@ def train_dakd(features_dir: str | os.PathLike | Mapping[str, str | os.PathLike]
     annotations = Path(annotations) if annotations is not None else dataset_root(dataset)
     data = load_weak_dataset(dataset, features_dir, annotations, backbones=list(config.backbones))
     model = Dakd(config).fit(data.train, run_dir=run_dir, resume=resume, progress=progress)
+    if not distributed.is_main():  # the other training processes stop here; rank 0 evaluates
+        return {"run_dir": str(run_dir), "rank": distributed.rank()}
     result = {"dataset": data.name, "metric": data.metric, "student": model.evaluate(data),
               "teacher": model.evaluate(data, teacher=True) if model.teacher_ is not None else None,
               "checkpoint": str(Path(run_dir) / "model.ckpt"), "run_dir": str(run_dir), "notes": data.notes}

@@ -85,6 +85,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from vadistill import distributed
 from vadistill.checkpoint import load_method_checkpoint, save_checkpoint
 from vadistill.data.clips import FrameCache, VideoLike, batch_indices, clip_indices, load_frames, resize_frames, video_name
 from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig, paste_object
@@ -491,16 +492,19 @@ class FastAed(VadMethod):
             names = [f"{i:03d}_{n}" for i, n in enumerate(names)]
         teacher_dir = Path(teacher_dir) if teacher_dir is not None else Path(run_dir) / "teachers"
         native = [self._cache.get(v, None) for v in train_videos]  # (T, H0, W0, 3) each
-        boxes = self.fit_teachers(native, names, teacher_dir, resume=True, progress=progress)
-        video_targets = []
-        for v, (name, frames) in enumerate(zip(names, native)):
-            maps = {}
-            for t_name, teacher in self.teachers_.items():
-                maps[t_name] = cached_video_maps(
-                    teacher_dir / t_name / "train_maps" / f"{name}.npz",
-                    lambda t=teacher, f=frames, b=boxes[v], i=v: video_maps(t, f, b, cfg.frame_offsets, source_video=i))
-            video_targets.append({s: np.stack([maps[n][f"m{s}"] for n in cfg.teachers], axis=1) for s in SCALES})
-        pseudo_clips, pseudo_maps, bank_description = self._pseudo_set(native, names, teacher_dir, progress)
+        # Teachers and their maps are fitted once and cached: on several processes rank 0 does it
+        # alone while the others wait, then they read the cache (only the student is data-parallel).
+        with distributed.main_first(), distributed.alone():
+            boxes = self.fit_teachers(native, names, teacher_dir, resume=True, progress=progress)
+            video_targets = []
+            for v, (name, frames) in enumerate(zip(names, native)):
+                maps = {}
+                for t_name, teacher in self.teachers_.items():
+                    maps[t_name] = cached_video_maps(
+                        teacher_dir / t_name / "train_maps" / f"{name}.npz",
+                        lambda t=teacher, f=frames, b=boxes[v], i=v: video_maps(t, f, b, cfg.frame_offsets, source_video=i))
+                video_targets.append({s: np.stack([maps[n][f"m{s}"] for n in cfg.teachers], axis=1) for s in SCALES})
+            pseudo_clips, pseudo_maps, bank_description = self._pseudo_set(native, names, teacher_dir, progress)
         data = TeacherData(video_targets, pseudo_clips, pseudo_maps)
         small = [resize_frames(f, cfg.input_size) for f in native]
         del native
@@ -521,7 +525,9 @@ class FastAed(VadMethod):
         student.eval()
         self.history_ = history
         self._calibrate(small, val_items)
-        self.save(Path(run_dir) / "model.ckpt")
+        if distributed.is_main():
+            self.save(Path(run_dir) / "model.ckpt")
+        distributed.barrier()
         return self
 
     def _split(self, videos: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -576,7 +582,8 @@ class FastAed(VadMethod):
         decoder = InputDecoder(cfg).to(self.device)
         params = [*student.encoder.parameters(), student.cls_token, *student.blocks.parameters(),
                   *student.norm.parameters(), *decoder.parameters()]
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = distributed.synchronize(torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+                                            student, decoder)
 
         def loss_of(x: torch.Tensor) -> torch.Tensor:
             return F.mse_loss(decoder(student.features(x)[1]), x)
@@ -614,8 +621,9 @@ class FastAed(VadMethod):
         n = len(cfg.teachers)
         adversarial = cfg.adv_weight > 0
         discs = nn.ModuleList(MapDiscriminator() for _ in range(n)).to(self.device)
-        opt_s = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        opt_d = torch.optim.Adam(discs.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.999))
+        opt_s = distributed.synchronize(torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+                                        student)
+        opt_d = distributed.synchronize(torch.optim.Adam(discs.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.999)), discs)
 
         def train_step(batch) -> dict[str, float]:
             x, target = batch
