@@ -13,14 +13,14 @@ Conventional keys (methods may add their own):
     score_stats: normalisation statistics of the anomaly-score terms, measured on normal data.
     threshold: a decision threshold on the final score (or None).
 
-Writing is atomic (temporary file in the same folder, then ``os.replace``), so an interrupted
-save never leaves a truncated checkpoint behind: readers see the old file or the new one.
+Writing is atomic (temporary file in the same folder, then ``os.replace``; see
+:mod:`vadistill.io.atomic`), so an interrupted save or a full disk never leaves a truncated
+checkpoint behind: readers see the old file or the new one.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,10 @@ from typing import Any
 import torch
 
 from vadistill.errors import InputError
+from vadistill.io.atomic import atomic_path
 
 PLAIN_TYPES = (bool, int, float, str, type(None), torch.Tensor, torch.Size, torch.dtype)
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 def check_payload(value: Any, where: str = "payload") -> None:
@@ -59,25 +61,14 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
 
     Raises:
         TypeError: the payload holds something `load_checkpoint` could not read back.
+        InputError: the disk filled up while writing (the previous file, if any, is kept).
     """
     if not isinstance(payload, dict):
         raise TypeError(f"payload must be a dict, got {type(payload).__name__}")
     check_payload(payload)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary file lives in the destination folder so that os.replace is a rename on
-    # the same file system (atomic), never a copy.
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as tmp:
-            torch.save(payload, tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
     return path
 
 
@@ -94,15 +85,33 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise InputError(path, "no such checkpoint file")
     if path.stat().st_size == 0:
         raise InputError(path, "the checkpoint file is empty (0 bytes)")
+    with path.open("rb") as handle:
+        is_zip_start = handle.read(4) == ZIP_MAGIC
+    if not is_zip_start:
+        # torch.save has written zip archives since PyTorch 1.6, and so has save_checkpoint: anything
+        # else (an image, a text file, another tool's pickle) is not one of ours.
+        raise InputError(path, "not a checkpoint: expected the zip archive that torch.save writes "
+                               "(the model.ckpt of `vadistill train`)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
-        raise InputError(path, f"not a readable checkpoint (corrupt or truncated file): {error}") from None
+        raise InputError(path, f"not a readable checkpoint (corrupt or truncated file): {torch_load_error(error)}") from None
     except Exception as error:  # pickle.UnpicklingError and friends from the restricted loader
-        raise InputError(path, f"not a vadistill checkpoint (refused by the safe loader): {error}") from None
+        raise InputError(path, f"not a vadistill checkpoint (refused by the safe loader): {torch_load_error(error)}") from None
     if not isinstance(payload, dict):
         raise InputError(path, f"expected a checkpoint dict, found {type(payload).__name__}")
     return payload
+
+
+# Lines of torch.load's weights_only refusal that explain torch's defaults, not the file.
+_TORCH_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+
+
+def torch_load_error(error: BaseException) -> str:
+    """What `torch.load` found wrong, in one line, without the paragraph on its `weights_only` default."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(_TORCH_BOILERPLATE)]
+    return " ".join(useful or lines[:1]) or type(error).__name__
 
 
 def load_method_checkpoint(path: str | os.PathLike, method: str, format_version: int) -> dict:

@@ -1,6 +1,8 @@
 """The `vadistill` command: argparse verbs, each a thin layer over the public API.
 
-User errors (vadistill.errors.InputError) print one line and exit with code 2, no traceback.
+User errors (vadistill.errors.InputError) print one line and exit with code 2, no traceback. So do
+operating-system errors about a named file (a full disk, a read-only or unwritable output folder):
+they come from the user's environment, not from vadistill.
 Most heavy imports (matplotlib, the methods) happen inside the verbs.
 """
 
@@ -96,18 +98,40 @@ def method_config(method_class, args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Train a method on a benchmark's normal training videos, then score and evaluate its test set."""
+    """Train a method on a benchmark's normal training videos, then score and evaluate its test set.
+
+    Under ``torchrun`` (several processes) the training is data-parallel (vadistill.distributed);
+    rank 0 writes the run folder and evaluates.
+    """
+    from vadistill import distributed
     from vadistill.methods import METHODS
+    from vadistill import train
 
     if args.method not in METHODS:
         raise InputError(args.method, f"unknown method; expected one of {', '.join(METHODS)}")
+    if args.checkpoint_every is not None and args.checkpoint_every < 0:
+        raise InputError("--checkpoint-every", f"expected seconds >= 0, got {args.checkpoint_every}")
     method_class = METHODS[args.method]
     run_dir = Path(args.run_dir or f"runs/{args.method}-{args.dataset}")
-    if args.method == "dakd":
-        return train_weakly_supervised(method_class, args, run_dir)
+    distributed.init_from_environment()
+    try:
+        interval = train.CHECKPOINT_SECONDS if args.checkpoint_every is None else args.checkpoint_every
+        with train.checkpoint_interval(interval):
+            if args.method == "dakd":
+                return train_weakly_supervised(method_class, args, run_dir)
+            return train_one_class(method_class, args, run_dir)
+    finally:
+        distributed.shutdown()
+
+
+def train_one_class(method_class, args: argparse.Namespace, run_dir: Path) -> int:
+    from vadistill import distributed
+
     dataset = load_named_dataset(args.dataset, args.root, args.option)
     method = method_class(method_config(method_class, args))
     method.fit(dataset.train, run_dir=run_dir, resume=args.resume, progress=not args.quiet)
+    if not distributed.is_main():
+        return 0
     print(f"model written to {run_dir / 'model.ckpt'}")
     if not args.no_eval:
         evaluate_method(method, dataset, run_dir, progress=not args.quiet)
@@ -116,25 +140,42 @@ def run_train(args: argparse.Namespace) -> int:
 
 def evaluate_method(method, dataset, run_dir: Path, progress: bool = True) -> dict:
     """Score every test video with the method's own scoring path; write scores.json and metrics."""
+    import numpy as np
     from tqdm import tqdm
 
     from vadistill.evaluate import evaluate_scores, write_report
+    from vadistill.io.atomic import atomic_write_text
     from vadistill.scoring import NO_FILTER
 
     scores_path = run_dir / "scores.json"
-    scores = json.loads(scores_path.read_text()) if scores_path.exists() else {}  # resume: keep finished videos
+    scores = read_finished_scores(scores_path)  # resume: keep finished videos
     for video in tqdm(dataset.test, desc="scoring test videos", disable=not progress):
         if video.name not in scores:
             scores[video.name] = [float(s) for s in method.anomaly_scores(video)]
-            scores_path.write_text(json.dumps(scores))
+            # Atomic: a full disk or a kill mid-write must not corrupt the videos already scored.
+            atomic_write_text(scores_path, json.dumps(scores))
     # The method's scores are already temporally filtered (its config names the filter).
-    result = evaluate_scores({k: __import__("numpy").asarray(v) for k, v in scores.items()}, dataset.test_labels(),
+    result = evaluate_scores({k: np.asarray(v) for k, v in scores.items()}, dataset.test_labels(),
                              filter=NO_FILTER, source=str(scores_path))
     result["dataset"] = {"name": dataset.name, "root": dataset.root, **dataset.notes}
     result["method"] = {"name": method.name, "temporal_filter": method.config.temporal_filter.describe()}
     json_path, md_path = write_report(result, run_dir)
     print(md_path.read_text())
     return result
+
+
+def read_finished_scores(path: Path) -> dict[str, list[float]]:
+    """The per-video scores an interrupted `train` already wrote ({} when there are none)."""
+    if not path.exists():
+        return {}
+    try:
+        scores = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(path, f"cannot resume scoring: not a readable scores file ({error}); delete it to rescore "
+                               "every test video") from None
+    if not isinstance(scores, dict) or not all(isinstance(v, list) for v in scores.values()):
+        raise InputError(path, "cannot resume scoring: expected {video: [scores...]}; delete it to rescore")
+    return scores
 
 
 def train_weakly_supervised(method_class, args: argparse.Namespace, run_dir: Path) -> int:
@@ -144,7 +185,8 @@ def train_weakly_supervised(method_class, args: argparse.Namespace, run_dir: Pat
         raise InputError("--features", "dakd trains on snippet features: pass the folder `vadistill extract` wrote")
     result = train_dakd(args.features, args.dataset, method_config(method_class, args), run_dir,
                         annotations=args.root, resume=args.resume, progress=not args.quiet)
-    print(json.dumps(result, indent=2, default=str))
+    if "rank" not in result:  # rank 0 (or the only process) reports
+        print(json.dumps(result, indent=2, default=str))
     return 0
 
 
@@ -208,7 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="YAML/JSON file of config fields (see the method's config class)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config field (repeatable)")
     train.add_argument("--run-dir", help="run folder (default: runs/<method>-<dataset>)")
-    train.add_argument("--resume", action="store_true", help="continue an interrupted run in --run-dir")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run in --run-dir "
+                       "(from its last checkpoint, mid-epoch included)")
+    train.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
+                       help="checkpoint inside an epoch every SECONDS (default 300; 0 = after every step)")
     train.add_argument("--no-eval", action="store_true", help="do not score the test set after training")
     train.add_argument("--features", help="dakd: folder with one subfolder of snippet features per backbone")
     train.set_defaults(handler=run_train)
@@ -225,12 +270,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def environment_error_message(error: OSError) -> str | None:
+    """One line for an OSError the user's environment caused, or None for one that looks like a bug.
+
+    A full disk or file-size limit is always the environment's; so is any other OSError that names
+    a file (permission denied, read-only file system, a folder where a file was expected).
+    """
+    from vadistill.io.atomic import is_disk_full
+
+    where = error.filename if error.filename is not None else "output file"
+    if is_disk_full(error):
+        return str(InputError(where, f"could not be written: {error.strerror} (the disk is full or a file-size "
+                                     "limit was reached); free some space and run again"))
+    if error.filename is not None:
+        return str(InputError(error.filename, error.strerror or str(error)))
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except InputError as error:
         print(f"vadistill: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as error:
+        message = environment_error_message(error)
+        if message is None:
+            raise
+        print(f"vadistill: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("vadistill: interrupted", file=sys.stderr)

@@ -21,6 +21,7 @@ import numpy as np
 
 from vadistill.data.benchmarks import load_custom
 from vadistill.data.synthetic import demo_clips
+from vadistill.io.atomic import atomic_write_text
 from vadistill.io.video import write_video
 
 FPS = 10.0
@@ -67,5 +68,5 @@ def run_demo(out_dir: Path, seed: int = 0, quick: bool = False, progress: bool =
         "segments": [s.__dict__ for s in result.segments],
         "outputs": {k: str(v) for k, v in result.files.items()},
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     return summary

@@ -16,5 +16,11 @@ class InputError(Exception):
 
     def __init__(self, path: object, problem: str):
         self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+        self.problem = one_line(problem)
+        super().__init__(f"{self.path}: {self.problem}")
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks folded into spaces: messages quoting a library's multi-line error
+    must still be one line (the CLI's contract, and what log parsers expect)."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from vadistill import metrics
 from vadistill.errors import InputError
+from vadistill.io.atomic import atomic_write_files
 from vadistill.scoring import NO_FILTER, TemporalFilter, normalize_per_video, smooth
 
 SCORE_FORMATS = (
@@ -71,7 +73,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
             return {name: _score_vector(archive[name], path, name) for name in archive.files}
     except ValueError as error:  # object arrays (pickles) are refused on purpose
         raise InputError(path, f"cannot read as .npz of numeric arrays ({error})") from None
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zipfile.BadZipFile) as error:  # truncated or not a zip archive at all
         raise InputError(path, f"not a readable .npz file ({error})") from None
 
 
@@ -401,7 +403,8 @@ def write_report(result: Mapping[str, Any], out_dir: str | Path, stem: str = "me
     """Write ``<stem>.json`` and ``<stem>.md`` into ``out_dir`` (created if needed).
 
     Both files name the temporal filter and the macro-AUC policy, so a number is never separated
-    from how it was computed.
+    from how it was computed. They are published together and atomically: a failed write (full
+    disk) leaves neither a half-written file nor a new one beside an old one.
 
     Args:
         result: the dict returned by :func:`evaluate_scores`.
@@ -415,8 +418,7 @@ def write_report(result: Mapping[str, Any], out_dir: str | Path, stem: str = "me
         if key not in result:
             raise ValueError(f"result lacks {key!r}; pass the dict returned by evaluate_scores")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-    json_path.write_text(json.dumps(dict(result), indent=2) + "\n")
-    md_path.write_text(_markdown(result))
+    atomic_write_files({json_path: (json.dumps(dict(result), indent=2) + "\n").encode(),
+                        md_path: _markdown(result).encode()})
     return json_path, md_path

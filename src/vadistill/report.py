@@ -15,6 +15,7 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
+from vadistill.io.atomic import atomic_write_bytes
 from vadistill.io.video import write_video
 
 
@@ -56,11 +57,8 @@ def plot_scores(
     title: str = "",
     fps: float | None = None,
 ) -> Path:
-    """Save a PNG of the anomaly score over time; ground-truth anomalous frames shaded when given."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(figure_png(score_figure(scores, labels, threshold, title, fps)))
-    return path
+    """Save a PNG of the anomaly score over time (atomically); ground-truth anomalous frames shaded when given."""
+    return atomic_write_bytes(path, figure_png(score_figure(scores, labels, threshold, title, fps)))
 
 
 def overlay_frame(frame: np.ndarray, anomaly_map: np.ndarray | None, score: float, low: float, high: float,

@@ -30,6 +30,7 @@ of unseen normal objects.
 from __future__ import annotations
 
 import os
+import zipfile
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -45,6 +46,7 @@ from sklearn.neighbors import NearestNeighbors
 from vadistill.checkpoint import load_checkpoint, save_checkpoint
 from vadistill.data.clips import batch_indices, clip_indices
 from vadistill.errors import InputError
+from vadistill.io.atomic import atomic_path
 from vadistill.objects import crop_clip, grey, motion_gradient_crops
 from vadistill.train import run_stage
 
@@ -545,14 +547,18 @@ def video_maps(teacher: ObjectTeacher, frames: np.ndarray, boxes: Sequence[np.nd
 
 
 def cached_video_maps(path: str | os.PathLike, compute) -> dict[str, np.ndarray]:
-    """Load an npz of maps if it exists, else compute and write it atomically (resumable caches)."""
+    """Load an npz of maps if it exists, else compute and write it atomically (resumable caches).
+
+    An unreadable cache file (damaged on disk, or left by another program) is recomputed, not trusted.
+    """
     path = Path(path)
     if path.is_file():
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            pass
     maps = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, **maps)
-    os.replace(tmp, path)
+    with atomic_path(path) as temporary:  # np.savez keeps the name: it already ends with .npz
+        np.savez(temporary, **maps)
     return maps

@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 from vadistill import distributed
 from vadistill.checkpoint import load_checkpoint, save_checkpoint
 from vadistill.errors import InputError
+from vadistill.io.atomic import atomic_write_text
 
 STAGE_FORMAT_VERSION = 1
 
@@ -115,7 +116,11 @@ def _prepare_run_dir(run_dir: Path, config: dict, *, resume: bool) -> None:
     config_path = run_dir / "config.json"
     text = json.dumps(config, indent=2, sort_keys=True, default=str)
     if resume and config_path.exists():
-        saved = json.loads(config_path.read_text())
+        try:
+            saved = json.loads(config_path.read_text())
+        except (OSError, ValueError) as error:
+            raise InputError(config_path, f"cannot resume: not a readable run config ({error}); "
+                             "use a new run folder") from None
         if saved != json.loads(text):
             changed = sorted(k for k in set(saved) | set(json.loads(text)) if saved.get(k) != json.loads(text).get(k))
             raise InputError(config_path, f"cannot resume: the run was started with a different config "
@@ -125,7 +130,7 @@ def _prepare_run_dir(run_dir: Path, config: dict, *, resume: bool) -> None:
         (run_dir / "history.jsonl").unlink(missing_ok=True)
         for old in run_dir.glob("stage_*.ckpt"):
             old.unlink()
-    config_path.write_text(text + "\n")
+    atomic_write_text(config_path, text + "\n")
 
 
 def stage_checkpoint_path(run_dir: str | Path, stage: str) -> Path:

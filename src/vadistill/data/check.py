@@ -6,7 +6,8 @@ ground-truth mismatches instead of stopping at the first one, then inspects ever
 - frame folders: gaps in the frame numbering (the exact missing file names), extra files
   (non-images, files outside the numbering pattern, duplicated numbers), empty files;
 - with ``decode=True``: every frame is decoded (unreadable or truncated images, frames whose size
-  differs from the folder's first frame; video files are decoded to the end);
+  differs from the folder's first frame; video files are decoded to the end, and MJPEG files are
+  checked for frames stored at another size, which the decoder would silently rescale);
 - ground truth: label length vs frame count, ranges past the video end, videos without ground
   truth and ground truth without video (reported by the loaders);
 - pixel masks: one mask per frame, of the frames' height and width.
@@ -22,11 +23,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-
 from vadistill.data.benchmarks import collect_problems, dataset_root, load_dataset
 from vadistill.errors import InputError
-from vadistill.io.video import IMAGE_EXTENSIONS, list_frame_files, natural_key, open_video
+from vadistill.io.video import (IMAGE_EXTENSIONS, list_frame_files, mjpeg_frame_sizes, natural_key, open_video,
+                                read_image)
 from vadistill.types import VideoDataset, VideoRef
 
 MAX_MISSING_LISTED = 10  # per folder; a folder missing hundreds of frames gets one summary line
@@ -227,13 +227,13 @@ def _check_frame_files(folder: Path, decode: bool) -> list[Problem]:
             continue
         if not decode:
             continue
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            problems.append(Problem(str(path), "unreadable frame: could not be decoded as an image (corrupt file)"))
+        try:
+            # The reader's own checks: undecodable, and JPEGs cut short (which OpenCV would
+            # otherwise decode without error, with grey bottom rows).
+            image = read_image(path)
+        except InputError as error:
+            problems.append(Problem(error.path, f"unreadable frame: {error.problem}"))
             continue
-        if path.suffix.lower() in (".jpg", ".jpeg") and not _has_jpeg_end(path):
-            # OpenCV decodes truncated JPEGs without error (grey bottom rows), so look for the end marker.
-            problems.append(Problem(str(path), "truncated JPEG: no end-of-image marker (FFD9) at the end of the file"))
         size = image.shape[:2]
         if first_size is None:
             first_size, first_name = size, path.name
@@ -241,12 +241,6 @@ def _check_frame_files(folder: Path, decode: bool) -> list[Problem]:
             problems.append(Problem(str(path), f"frame is {size[1]}x{size[0]}, expected {first_size[1]}x{first_size[0]} "
                                                f"like {first_name}"))
     return problems
-
-
-def _has_jpeg_end(path: Path) -> bool:
-    with path.open("rb") as handle:
-        handle.seek(max(0, path.stat().st_size - 1024))
-        return b"\xff\xd9" in handle.read()
 
 
 # -- video files -----------------------------------------------------------------------------
@@ -258,7 +252,20 @@ def _check_video_file(path: Path, decode: bool) -> list[Problem]:
                     pass
     except InputError as error:
         return [Problem(error.path, error.problem)]
+    if decode:
+        return _check_stored_sizes(path)
     return []
+
+
+def _check_stored_sizes(path: Path) -> list[Problem]:
+    """MJPEG frames stored at another size than the first (FFmpeg rescales them without a word)."""
+    sizes = mjpeg_frame_sizes(path) or []
+    odd = [index for index, size in enumerate(sizes) if size != sizes[0]]
+    if not odd:
+        return []
+    (height, width), (first_h, first_w) = sizes[odd[0]], sizes[0]
+    return [Problem(str(path), f"{len(odd)} frames stored at another size than frame 0 (mixed resolutions), "
+                               f"first frame {odd[0]}: {width}x{height}, expected {first_w}x{first_h}")]
 
 
 # -- ground truth ----------------------------------------------------------------------------

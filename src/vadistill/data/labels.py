@@ -35,6 +35,7 @@ import csv
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -99,12 +100,18 @@ def load_label_vector(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise InputError(path, f"could not be read as a .npy label array ({error})") from error
+    except (OSError, ValueError, EOFError) as error:
+        raise InputError(path, f"could not be read as a .npy label array ({error})") from None
     if array.ndim == 2 and 1 in array.shape:
         array = array.reshape(-1)
     if array.ndim != 1:
         raise InputError(path, f"expected a 1-D frame-label array, found shape {array.shape}")
+    if array.dtype.kind not in "biuf":
+        raise InputError(path, f"expected numeric 0/1 frame labels, found a {array.dtype} array")
+    # NaN != 0 is True: without this check a NaN label would silently count as an anomalous frame.
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        bad = int(np.flatnonzero(~np.isfinite(array))[0])
+        raise InputError(path, f"frame label {bad} is {array[bad]}; expected 0/1 frame labels")
     return (array != 0).astype(np.uint8)
 
 
@@ -163,10 +170,13 @@ def load_mask_folder(folder: str | os.PathLike) -> np.ndarray:
 
 def load_npz_masks(path: str | os.PathLike, key: str) -> np.ndarray:
     """One video's (T, H, W) bool masks from an .npz of masks (e.g. ``ucsdped2_pixel_gt.npz``, key ``Test001``)."""
-    with np.load(path, allow_pickle=False) as archive:
-        if key not in archive.files:
-            raise InputError(path, f"has no masks for {key} (found {', '.join(sorted(archive.files)) or 'nothing'})")
-        masks = archive[key]
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if key not in archive.files:
+                raise InputError(path, f"has no masks for {key} (found {', '.join(sorted(archive.files)) or 'nothing'})")
+            masks = archive[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise InputError(path, f"could not be read as an .npz of (T, H, W) mask arrays ({error})") from None
     if masks.ndim != 3:
         raise InputError(path, f"{key}: expected (T, H, W) masks, found shape {masks.shape}")
     return masks != 0
@@ -238,7 +248,7 @@ def load_npy_masks(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     try:
         masks = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError) as error:
         raise InputError(path, f"could not be read as a .npy mask array ({error})") from error
     if masks.ndim != 3:
         raise InputError(path, f"expected (T, H, W) pixel masks, found shape {masks.shape}")
@@ -350,16 +360,20 @@ def parse_custom_labels(path: str | os.PathLike) -> dict[str, list[Range]]:
             except (TypeError, ValueError) as error:
                 raise InputError(path, f'video "{video}": frame numbers must be integers ({pairs!r})') from error
     elif suffix == ".csv":
-        with path.open(newline="") as handle:
-            for line_number, row in enumerate(csv.reader(handle), 1):
-                row = [cell.strip() for cell in row]
-                if not any(row) or row[0].startswith("#"):
-                    continue
-                if line_number == 1 and [c.lower() for c in row[:3]] == ["video", "start", "end"]:
-                    continue
-                if len(row) != 3 or not row[1].lstrip("-").isdigit() or not row[2].lstrip("-").isdigit():
-                    raise InputError(path, f"line {line_number}: expected 'video,start,end' with integer frames, found {','.join(row)!r}")
-                ranges.setdefault(row[0], []).append((int(row[1]), int(row[2])))
+        try:
+            with path.open(newline="") as handle:
+                rows = list(csv.reader(handle))
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise InputError(path, f"is not a text CSV file ({error}); expected 'video,start,end' rows") from None
+        for line_number, row in enumerate(rows, 1):
+            row = [cell.strip() for cell in row]
+            if not any(row) or row[0].startswith("#"):
+                continue
+            if line_number == 1 and [c.lower() for c in row[:3]] == ["video", "start", "end"]:
+                continue
+            if len(row) != 3 or not row[1].lstrip("-").isdigit() or not row[2].lstrip("-").isdigit():
+                raise InputError(path, f"line {line_number}: expected 'video,start,end' with integer frames, found {','.join(row)!r}")
+            ranges.setdefault(row[0], []).append((int(row[1]), int(row[2])))
     else:
         raise InputError(path, "unknown labels file type (expected .csv with 'video,start,end' rows or .json)")
     for video, pairs in ranges.items():

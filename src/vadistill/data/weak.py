@@ -70,7 +70,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from vadistill.data.labels import parse_ucsd_m
+from vadistill.data.labels import load_label_vector, parse_ucsd_m
 from vadistill.errors import InputError
 from vadistill.metrics import average_precision, micro_auc
 
@@ -137,7 +137,7 @@ def load_features(paths: str | os.PathLike | Sequence[str | os.PathLike], dim: i
     for path in paths:
         try:
             array = np.load(path, allow_pickle=False)  # never unpickle a feature file
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, EOFError) as error:  # EOFError: an empty file
             raise InputError(path, f"not a readable numeric .npy feature file ({error}); expected {_expected(dim)}") from None
         if array.dtype.kind not in "fiu" or array.ndim not in (2, 3):
             raise InputError(path, f"found a {array.dtype} array of shape {array.shape}; expected {_expected(dim)}")
@@ -566,7 +566,7 @@ def load_shanghaitech_weak(features: FeatureSource, annotations: str | os.PathLi
     def describe(name: str) -> tuple[str, int, int | None, tuple[Range, ...]]:
         if name not in masks:
             return name, 0, None, ()  # from the one-class training set: normal, frame count = 16 T
-        labels = np.load(masks[name], allow_pickle=False).reshape(-1) != 0
+        labels = load_label_vector(masks[name]) != 0  # checked: numeric, 1-D, no NaN
         edges = np.flatnonzero(np.diff(np.concatenate([[0], labels.astype(np.int8), [0]])))
         ranges = tuple((int(s), int(e) - 1) for s, e in zip(edges[::2], edges[1::2]))
         return name, int(labels.any()), int(labels.size), ranges

@@ -8,29 +8,150 @@ Sources:
 
 Files and folders give frame-indexed access (`read(i)`); streams and webcams only iterate.
 Every frame comes out as an (H, W, 3) uint8 array in RGB order, optionally resized to `size`.
-Bad sources raise :class:`vadistill.errors.InputError` naming the source and what was expected.
+Bad sources raise :class:`vadistill.errors.InputError` naming the source and what was expected:
+
+- a missing, empty (0 bytes) or undecodable video file, or one that decodes to fewer frames than
+  its container declares (truncated: see :func:`is_truncated`);
+- in a frame folder: an empty, undecodable or truncated (JPEG without its end marker) image, or a
+  frame whose size differs from the folder's first frame (mixed resolutions);
+- an unreachable stream or webcam.
+
+Frames inside one video *file* always come out at one size: FFmpeg scales every decoded frame to
+the stream's size, so a resolution change inside a file never reaches vadistill as mixed shapes
+(``vadistill data check --decode`` still reports it for MJPEG files, see :func:`mjpeg_frame_sizes`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import struct
 from pathlib import Path
 from typing import Iterator
 
 # OpenCV and FFmpeg print their own warnings to stderr for every unreachable stream or missing
 # camera; vadistill reports such problems itself in one line, so keep them quiet unless asked.
+_OPENCV_LEVEL_CHOSEN = "OPENCV_LOG_LEVEL" in os.environ  # by the user, who then gets what they asked for
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 import cv2  # noqa: E402  (must come after the environment above)
 import numpy as np
 
+if not _OPENCV_LEVEL_CHOSEN:
+    # The variable only counts when cv2 is first imported; a program may have imported it earlier.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 from vadistill.errors import InputError
+from vadistill.io.atomic import atomic_path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".mpg", ".mpeg", ".m4v", ".webm", ".wmv", ".flv")
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+# Files are opened with FFmpeg only. When FFmpeg cannot open a file, OpenCV's default (CAP_ANY)
+# goes on to its other backends, and the built-in MJPEG reader prints parser complaints
+# ("Unexpected element...") straight to stderr whatever the log level, breaking the one-line
+# error. FFmpeg reads everything the others would; CAP_ANY remains for OpenCV builds without it.
+FILE_BACKEND = cv2.CAP_FFMPEG if cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG) else cv2.CAP_ANY
+
+# A JPEG ends with the marker FFD9. Depending on the OpenCV build, a JPEG cut short either fails to
+# decode or decodes "fine" with grey bottom rows; frame images are checked for the marker in their
+# last bytes (some writers pad after it), so it is always named as what it is.
+JPEG_END = b"\xff\xd9"
+JPEG_TAIL_BYTES = 1024
+
+
+def is_truncated(declared_frames: int, decoded_frames: int) -> bool:
+    """True when a video decodes to clearly fewer frames than its container declares.
+
+    The container's count is exact for intact AVI/MP4 files and stays at its old value when a file
+    is cut short, so a shortfall means lost frames. Some containers only estimate the count
+    (from duration x fps), so a shortfall of up to 1% (at least one frame) is tolerated.
+    """
+    if declared_frames <= 0:  # no count in the container: nothing to compare with
+        return False
+    return declared_frames - decoded_frames > max(1, declared_frames // 100)
+
+
+def has_jpeg_end(data: bytes) -> bool:
+    """True when JPEG bytes end with the end-of-image marker (possibly followed by padding)."""
+    return JPEG_END in data[-JPEG_TAIL_BYTES:]
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """One frame image as decoded by OpenCV (BGR, BGRA or grey; any depth), checked for damage.
+
+    Raises:
+        InputError: the file is unreadable, empty, not an image, or a JPEG cut short.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise InputError(path, f"could not be read ({error.strerror or error})") from None
+    if not data:
+        raise InputError(path, "empty frame file (0 bytes), expected an image")
+    if path.suffix.lower() in (".jpg", ".jpeg") and data[:2] == b"\xff\xd8" and not has_jpeg_end(data):
+        raise InputError(path, "truncated JPEG: no end-of-image marker (FFD9) at the end of the file")
+    # imdecode, not imread: imread lets libjpeg print "Premature end of JPEG file" to stderr.
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise InputError(path, "could not be decoded as an image (corrupt file)")
+    return image
+
+
+def _check_same_size(image: np.ndarray, expected: tuple[int, int], where: str, reference: str) -> None:
+    size = image.shape[:2]
+    if size != tuple(expected):
+        raise InputError(where, f"frame is {size[1]}x{size[0]}, expected {expected[1]}x{expected[0]} like {reference} "
+                                "(mixed resolutions inside one video)")
+
+
+def mjpeg_frame_sizes(path: str | os.PathLike) -> list[tuple[int, int]] | None:
+    """(H, W) of every frame of an MJPEG video file as stored, before FFmpeg scales them to one size.
+
+    Reads the compressed packets only (no decoding). Returns None for other codecs, whose frame
+    headers are not parsed here.
+    """
+    capture = cv2.VideoCapture(str(path), FILE_BACKEND)
+    try:
+        if not capture.isOpened():
+            return None
+        fourcc = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1").upper()
+        if fourcc not in ("MJPG", "AVRN", "LJPG", "JPGL", "MJLS") or not capture.set(cv2.CAP_PROP_FORMAT, -1):
+            return None
+        sizes = []
+        while True:
+            ok, packet = capture.read()
+            if not ok:
+                return sizes
+            size = _jpeg_size(packet.tobytes())
+            if size is not None:
+                sizes.append(size)
+    finally:
+        capture.release()
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(H, W) from a JPEG's start-of-frame header, or None if there is none."""
+    position = 2 if data[:2] == b"\xff\xd8" else None
+    while position is not None and position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length field
+            position += 2
+            continue
+        (length,) = struct.unpack(">H", data[position + 2:position + 4])
+        # Start-of-frame markers C0-CF, except C4 (Huffman tables), C8 (reserved) and CC (arithmetic).
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and position + 9 <= len(data):
+            height, width = struct.unpack(">HH", data[position + 5:position + 9])
+            return height, width
+        if marker == 0xDA:  # start of scan: the header is over
+            return None
+        position += 2 + length
+    return None
 
 
 def natural_key(name: str) -> list:
@@ -76,6 +197,7 @@ class VideoReader:
     Attributes:
         source: what was opened (path, URL or webcam index), as given.
         num_frames: frame count for files and folders; None for streams and webcams.
+        declared_frames: the frame count the container declares (files; 0 when it gives none).
         fps: frames per second reported by the container (folders: 0.0, unknown).
         frame_size: (H, W) of the frames this reader returns (after resizing).
     """
@@ -89,6 +211,9 @@ class VideoReader:
         self._position = 0  # index of the frame the capture returns next
         self.fps = 0.0
         self.num_frames: int | None = None
+        self.declared_frames = 0
+        self._native_size: tuple[int, int] | None = None  # (H, W) of the first frame as stored
+        self._first_name = ""  # the frame the others are compared with, for messages
         if self.is_stream:
             self._open_stream()
         elif Path(source).is_dir():
@@ -102,29 +227,35 @@ class VideoReader:
         if not self._files:
             raise InputError(folder, f"expected a folder of frame images ({', '.join(IMAGE_EXTENSIONS)}), found none")
         self.num_frames = len(self._files)
-        first = convert_frame(cv2.imread(str(self._files[0]), cv2.IMREAD_UNCHANGED), self.size, str(self._files[0]))
-        self.frame_size = first.shape[:2]
+        first = read_image(self._files[0])
+        self._native_size, self._first_name = first.shape[:2], self._files[0].name
+        self.frame_size = convert_frame(first, self.size, str(self._files[0])).shape[:2]
 
     def _open_file(self, path: Path) -> None:
         if not path.exists():
             raise InputError(path, "no such video file or frame folder")
         if path.stat().st_size == 0:
             raise InputError(path, "the video file is empty (0 bytes)")
-        self._capture = cv2.VideoCapture(str(path))
+        self._capture = cv2.VideoCapture(str(path), FILE_BACKEND)
         if not self._capture.isOpened():
             raise InputError(path, "could not be opened as a video (unsupported or corrupt file)")
         self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.declared_frames = max(0, int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
         self.num_frames = self._count_frames(path)
+        if is_truncated(self.declared_frames, self.num_frames):
+            raise InputError(path, f"truncated or corrupt video: the container declares {self.declared_frames} frames "
+                                   f"but decoding stops after {self.num_frames}")
         ok, frame = self._capture.read()
         if not ok:
             raise InputError(path, "no frame could be decoded (corrupt or truncated video)")
+        self._native_size, self._first_name = frame.shape[:2], "frame 0"
         self.frame_size = convert_frame(frame, self.size, str(path)).shape[:2]
         self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
 
     def _count_frames(self, path: Path) -> int:
         # The container's frame count is a hint that is wrong for some AVI/MP4 files; decode
         # once with grab() (no colour conversion, cheap) for an exact count that indexing can trust.
-        capture = cv2.VideoCapture(str(path))
+        capture = cv2.VideoCapture(str(path), FILE_BACKEND)
         count = 0
         while capture.grab():
             count += 1
@@ -132,6 +263,12 @@ class VideoReader:
         if count == 0:
             raise InputError(path, "no frame could be decoded (corrupt or truncated video)")
         return count
+
+    def _checked(self, frame_bgr: np.ndarray | None, where: str) -> np.ndarray:
+        """A decoded frame of a file or folder, size-checked against the first one, converted."""
+        if frame_bgr is not None and self._native_size is not None:
+            _check_same_size(frame_bgr, self._native_size, where, self._first_name)
+        return convert_frame(frame_bgr, self.size, where)
 
     def _open_stream(self) -> None:
         target = int(self.source) if str(self.source).isdigit() else str(self.source)
@@ -158,7 +295,7 @@ class VideoReader:
             raise IndexError(f"{self.source}: frame {index} out of range [0, {self.num_frames})")
         if self._files is not None:
             path = self._files[index]
-            return convert_frame(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), self.size, str(path))
+            return self._checked(read_image(path), str(path))
         if index != self._position:
             self._capture.set(cv2.CAP_PROP_POS_FRAMES, index)
             self._position = index
@@ -166,7 +303,7 @@ class VideoReader:
         if not ok:
             raise InputError(self.source, f"frame {index} could not be decoded (truncated or corrupt video)")
         self._position += 1
-        return convert_frame(frame, self.size, f"{self.source} frame {index}")
+        return self._checked(frame, f"{self.source} frame {index}")
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """All frames in order. Streams end when the source stops delivering frames."""
@@ -184,7 +321,10 @@ class VideoReader:
                     raise InputError(self.source, f"frame {self._position} could not be decoded (truncated or corrupt video)")
                 return
             self._position += 1
-            yield convert_frame(frame, self.size, str(self.source))
+            if self.is_stream:  # live sources may renegotiate their size; `size` evens it out
+                yield convert_frame(frame, self.size, str(self.source))
+            else:
+                yield self._checked(frame, f"{self.source} frame {self._position - 1}")
 
     def read_all(self) -> np.ndarray:
         """Every frame as one (T, H, W, 3) uint8 array. Files and folders only."""
@@ -235,21 +375,51 @@ def write_video(path: str | os.PathLike, frames, fps: float = 25.0) -> Path:
     """Write RGB uint8 frames (an iterable of (H, W, 3)) to a video file; returns the path.
 
     The codec follows the extension: .mp4 -> mp4v, anything else -> MJPG (.avi), both available
-    in opencv-python-headless without extra libraries.
+    in opencv-python-headless without extra libraries. The file appears only once it is complete
+    (written beside it, read back, then renamed): OpenCV's writer does not report failed writes,
+    so a full disk would otherwise leave a video that silently stops early.
+
+    Raises:
+        InputError: the file could not be written, or not every frame could be read back from it
+            (disk full, file-size limit).
+        ValueError: `frames` is empty.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        written = _encode_video(temporary, path, frames, fps)
+        if written == 0:
+            raise ValueError(f"{path}: no frames to write")
+        readable = _count_readable_frames(temporary)
+        if readable < written:
+            raise InputError(path, f"the video could not be written completely: {readable} of {written} frames "
+                                   "are readable (disk full or file-size limit?); no partial file was left there")
+    return path
+
+
+def _encode_video(target: Path, path: Path, frames, fps: float) -> int:
+    """Encode `frames` into `target` (codec chosen by `path`'s extension); returns the frame count."""
     fourcc = cv2.VideoWriter_fourcc(*("mp4v" if path.suffix.lower() == ".mp4" else "MJPG"))
     writer = None
+    count = 0
     try:
         for frame in frames:
             if writer is None:
                 height, width = frame.shape[:2]
-                writer = cv2.VideoWriter(str(path), fourcc, float(fps), (width, height))
+                writer = cv2.VideoWriter(str(target), fourcc, float(fps), (width, height))
                 if not writer.isOpened():
                     raise InputError(path, "could not be opened for writing a video")
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            count += 1
     finally:
         if writer is not None:
             writer.release()
-    return path
+    return count
+
+
+def _count_readable_frames(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path), FILE_BACKEND)
+    count = 0
+    while capture.isOpened() and capture.grab():
+        count += 1
+    capture.release()
+    return count

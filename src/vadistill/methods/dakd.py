@@ -89,6 +89,7 @@ from vadistill.checkpoint import load_method_checkpoint, save_checkpoint
 from vadistill.data.weak import SNIPPET_LENGTH, WeakDataset, WeakVideo, evaluate_snippet_scores, \
     load_features, load_weak_dataset, snippets_to_frames
 from vadistill.errors import InputError
+from vadistill.io.atomic import atomic_write_text
 from vadistill.methods.base import VadMethod
 from vadistill.train import prepare_run_dir, run_stage
 
@@ -599,13 +600,15 @@ def train_dakd(features_dir: str | os.PathLike | Mapping[str, str | os.PathLike]
             raise InputError("config", str(error)) from None
     annotations = Path(annotations) if annotations is not None else dataset_root(dataset)
     data = load_weak_dataset(dataset, features_dir, annotations, backbones=list(config.backbones))
+    # Every video's features (test ones too) are checked before training, not found bad after it.
+    data.check(list(config.backbones), {b: BACKBONES[b].feature_dim for b in config.backbones if b in BACKBONES})
     model = Dakd(config).fit(data.train, run_dir=run_dir, resume=resume, progress=progress)
     if not distributed.is_main():  # the other training processes stop here; rank 0 evaluates
         return {"run_dir": str(run_dir), "rank": distributed.rank()}
     result = {"dataset": data.name, "metric": data.metric, "student": model.evaluate(data),
               "teacher": model.evaluate(data, teacher=True) if model.teacher_ is not None else None,
               "checkpoint": str(Path(run_dir) / "model.ckpt"), "run_dir": str(run_dir), "notes": data.notes}
-    (Path(run_dir) / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(Path(run_dir) / "results.json", json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -90,6 +90,7 @@ from vadistill.checkpoint import load_method_checkpoint, save_checkpoint
 from vadistill.data.clips import FrameCache, VideoLike, batch_indices, clip_indices, load_frames, resize_frames, video_name
 from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig, paste_object
 from vadistill.errors import InputError
+from vadistill.io.atomic import atomic_write_text
 from vadistill.blocks.cvt import CvtBlock, TokenGrid
 from vadistill.methods.aed_mae import clips_to_input, count_parameters
 from vadistill.methods.base import VadMethod
@@ -346,10 +347,15 @@ class FastAed(VadMethod):
         folder.mkdir(parents=True, exist_ok=True)
         settings = json.loads(json.dumps(self._teacher_config(names), default=str))
         config_path = folder / "config.json"
-        if config_path.exists() and json.loads(config_path.read_text()) != settings:
-            raise InputError(config_path, "teacher cache made with other teacher settings or training videos; "
-                             "use another teacher_dir")
-        config_path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        if config_path.exists():
+            try:
+                cached = json.loads(config_path.read_text())
+            except (OSError, ValueError) as error:
+                raise InputError(config_path, f"unreadable teacher cache config ({error}); use another teacher_dir") from None
+            if cached != settings:
+                raise InputError(config_path, "teacher cache made with other teacher settings or training videos; "
+                                 "use another teacher_dir")
+        atomic_write_text(config_path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
         self.proposer_ = ObjectProposer(cfg.proposals).fit(videos)
         boxes = []
         for name, frames in zip(names, videos):

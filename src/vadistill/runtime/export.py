@@ -30,6 +30,7 @@ import torch
 
 from vadistill.checkpoint import load_checkpoint
 from vadistill.errors import InputError
+from vadistill.io.atomic import atomic_write_text
 from vadistill.runtime.graphs import inference_graph
 
 METADATA_KEY = "vadistill"
@@ -121,8 +122,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike | None = N
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
     onnx.save(model, str(tmp))
     os.replace(tmp, out)
-    sidecar = out.with_suffix(".json")
-    sidecar.write_text(json.dumps(meta, indent=1) + "\n")
+    sidecar = atomic_write_text(out.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
     spec.module.eval()
     return out, sidecar
 

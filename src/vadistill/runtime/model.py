@@ -35,6 +35,10 @@ def load_method(path: str | os.PathLike, device: str = "cpu"):
 
     payload = load_checkpoint(path)
     name = payload.get("method")
+    if name is None:
+        # A plain state dict or another tool's checkpoint: loadable, but not a vadistill model.
+        raise InputError(path, "not a vadistill model checkpoint (no 'method' entry; expected the model.ckpt "
+                               "that `vadistill train` writes)")
     if name not in METHODS:
         raise InputError(path, f"checkpoint of unknown method {name!r} (known: {', '.join(METHODS)})")
     return METHODS[name].load(path)

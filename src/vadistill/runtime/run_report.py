@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from vadistill.errors import InputError
+from vadistill.io.atomic import atomic_write_text
 from vadistill.report import figure_png, image_png, score_figure
 
 _METRICS = (("micro_auc", "Micro AUC"), ("macro_auc", "Macro AUC"), ("average_precision", "Average precision"),
@@ -181,7 +182,4 @@ def build_report(run: str | os.PathLike, out: str | os.PathLike | None = None, l
             "body{font-family:sans-serif;max-width:1100px;margin:auto} table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left} .thumbs{display:flex;flex-wrap:wrap;gap:8px}"
             "figure{margin:0} figcaption{font-size:12px}</style></head><body>" + "\n".join(parts) + "</body></html>\n")
-    out = Path(out) if out else run / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page)
-    return out
+    return atomic_write_text(Path(out) if out else run / "report.html", page)
