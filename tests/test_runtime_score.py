@@ -17,9 +17,10 @@ from vadistill.data.synthetic import render_scene
 from vadistill.errors import EXIT_USER_ERROR, InputError
 from vadistill.io.video import open_video, write_video
 from vadistill.methods.aed_mae import AedMae, AedMaeConfig
+from vadistill.runtime import score as score_module
 from vadistill.runtime.commands import add_runtime_verbs
 from vadistill.runtime.model import load_method, load_model
-from vadistill.runtime.score import score_source
+from vadistill.runtime.score import finished_outputs, score_source
 from vadistill.runtime.stream import CausalFilter, ClipStreamScorer
 from vadistill.scoring import TemporalFilter
 
@@ -160,3 +161,22 @@ def test_score_cli_threshold_override(tiny, test_video, tmp_path):
                     "--no-overlay"]) == 0
     saved = json.loads((tmp_path / "cart.scores.json").read_text())
     assert saved["threshold"] == 1e9 and saved["segments"] == []
+
+
+def test_outputs_are_replaced_atomically_and_the_json_marker_comes_last(tiny, test_video, tmp_path, monkeypatch):
+    model, source, out = load_model(tiny), str(test_video[0]), tmp_path / "out"
+    score_source(model, source, out, progress=False, overlay=False)
+    assert finished_outputs(out, "cart", source, str(tiny), model.threshold, overlay=False)
+    assert not finished_outputs(out, "cart", source, str(tiny), model.threshold, overlay=True)  # no overlay yet
+    assert not finished_outputs(out, "cart", source, str(tiny), 1e9, overlay=False)  # another threshold
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the run dies after the CSV, while the plot is being drawn
+
+    monkeypatch.setattr(score_module, "plot_scores", killed)
+    with pytest.raises(KeyboardInterrupt):
+        score_source(model, source, out, progress=False)
+    assert not (out / "cart.scores.json").exists()  # the marker went first: nothing looks finished
+    assert not finished_outputs(out, "cart", source, str(tiny), model.threshold, overlay=False)
+    assert (out / "cart.overlay.avi").is_file()  # what was complete was moved into place whole ...
+    assert not list(out.glob(".*"))  # ... and nothing half-written stays behind

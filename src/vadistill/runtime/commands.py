@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from vadistill.errors import EXIT_USER_ERROR
+from vadistill.errors import EXIT_USER_ERROR, InputError
+from vadistill.io.atomic import atomic_write_text
 
 
 def _csv(kind):
@@ -35,6 +36,9 @@ def _threads(args: argparse.Namespace) -> None:
 # -- handlers -------------------------------------------------------------------------------------
 def run_score(args: argparse.Namespace) -> int:
     """Score every source; failures are reported per source and give exit code 2 at the end."""
+    _check_dask_options(args)
+    if args.engine == "dask":
+        return run_score_on_dask(args)
     from vadistill.runtime.model import load_model
     from vadistill.runtime.score import score_sources
 
@@ -46,6 +50,32 @@ def run_score(args: argparse.Namespace) -> int:
                                 log=(lambda line: None) if quiet else print)
     if failures:
         print(f"vadistill: {len(failures)} of {len(args.sources)} source(s) failed", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+def _check_dask_options(args: argparse.Namespace) -> None:
+    """--scheduler, --workers and --force only mean something to --engine dask: say so rather than ignore them."""
+    given = [flag for flag, value in (("--scheduler", args.scheduler), ("--workers", args.workers),
+                                      ("--force", args.force)) if value]
+    if args.engine != "dask" and given:
+        raise InputError(given[0], "only applies to --engine dask")
+    if args.scheduler and args.workers:
+        raise InputError("--workers", "sizes the local cluster; the cluster behind --scheduler has its own workers")
+
+
+def run_score_on_dask(args: argparse.Namespace) -> int:
+    """`score --engine dask`: one Dask task per video, finished videos skipped, summary in the output folder."""
+    from vadistill.runtime.dask_engine import score_on_dask
+
+    quiet = getattr(args, "quiet", False)
+    summary = score_on_dask(args.model, args.sources, args.out, scheduler=args.scheduler, workers=args.workers or 2,
+                            threads=args.threads, force=args.force, progress=not quiet,
+                            log=(lambda line: None) if quiet else print, threshold=args.threshold,
+                            overlay=not args.no_overlay, labels_file=args.labels)
+    if summary.failed:
+        print(f"vadistill: {len(summary.failed)} of {len(args.sources)} source(s) failed "
+              f"(listed in {Path(args.out) / 'dask_summary.json'})", file=sys.stderr)
         return EXIT_USER_ERROR
     return 0
 
@@ -89,8 +119,7 @@ def run_bench(args: argparse.Namespace) -> int:
                    seconds=args.seconds, video=args.video, log=log)
     text = json.dumps(result, indent=2)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+        atomic_write_text(Path(args.out), text + "\n")
     print(text)
     return 0
 
@@ -110,15 +139,29 @@ def add_runtime_verbs(subparsers) -> None:
     score = subparsers.add_parser(
         "score", help="score video files, frame folders, stream URLs or webcams with a trained model",
         description="Per-frame scores (CSV + JSON), anomalous segments, a score plot and an overlay video per source. "
-                    "A failing source is reported in one line; the others go on; exit code 2 if any failed.")
+                    "A failing source is reported in one line; the others go on; exit code 2 if any failed. "
+                    "With --engine dask the videos are scored in parallel on Dask workers (one task per video, same "
+                    "outputs), videos already scored to the end are skipped on a rerun, and a summary is written to "
+                    "OUT/dask_summary.json.")
     score.add_argument("model", help="model.ckpt (or an exported .onnx with --engine onnx)")
     score.add_argument("sources", nargs="+", metavar="SOURCE", help="video file, frame folder, rtsp/http URL or webcam index")
     score.add_argument("--out", default="vadistill-scores", help="output folder (default: ./vadistill-scores)")
     score.add_argument("--threshold", type=float, help="decision threshold (default: calibrated on normal data, in the model)")
     score.add_argument("--no-overlay", action="store_true", help="do not write the overlay video")
     score.add_argument("--labels", help="custom labels (CSV video,start,end or JSON) to shade in the plots")
-    score.add_argument("--engine", default="torch", choices=("torch", "onnx"), help="network engine (default torch)")
-    score.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    score.add_argument("--engine", default="torch", choices=("torch", "onnx", "dask"),
+                       help="torch: PyTorch in this process (default); onnx: ONNX Runtime; dask: the torch network "
+                            "on Dask workers, one task per video file or frame folder, resumable "
+                            "(no live streams; needs vadistill[dask])")
+    score.add_argument("--threads", type=int, help="CPU threads (default: torch's; with --engine dask: torch threads "
+                                                   "per worker, default CPU count / workers on the local cluster)")
+    score.add_argument("--scheduler", metavar="ADDRESS",
+                       help="--engine dask: a running Dask scheduler, e.g. tcp://host:8786 (default: start a local "
+                            "cluster bound to 127.0.0.1); workers must see the same paths")
+    score.add_argument("--workers", type=int, help="--engine dask without --scheduler: worker processes (default 2)")
+    score.add_argument("--force", action="store_true",
+                       help="--engine dask: rescore videos already scored to the end (default: skip them; "
+                            "the other engines always rescore)")
     score.set_defaults(handler=run_score)
 
     watch = subparsers.add_parser(

@@ -20,11 +20,24 @@ Two paths, chosen by the model:
 
 A source that fails (missing, corrupt, unreachable) is reported in one line and the others go on;
 :func:`score_sources` returns the failures so that the CLI exits with code 2 after all of them.
+
+Writing: every file is written whole or not at all (:mod:`vadistill.io.atomic`: a hidden temporary
+file beside it, renamed into place), and ``<name>.scores.json`` is removed when rescoring starts
+and written LAST. So the JSON is the completion marker: when it is there, every file beside it
+comes from the same finished run; a run killed half-way leaves no JSON (and, after a SIGKILL,
+maybe hidden ``.<name>.<kind>.*.partial.<ext>`` files, removed by the next run of that video),
+never outputs that look complete. :func:`finished_outputs` reads the marker; ``vadistill score --engine dask`` uses it to
+skip finished videos on a rerun. This single-process path still rescores every source it is given:
+it is the interactive path (rerun after changing labels or a plot, score a live stream again),
+where silently keeping old files would surprise more than rescoring costs, and an archive large
+enough for resuming to matter is what the Dask engine is for.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
+import io
 import json
 import re
 import sys
@@ -34,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from vadistill.errors import InputError
+from vadistill.io.atomic import PARTIAL_MARK, atomic_write_text
 from vadistill.io.video import is_stream, open_video, write_video
 from vadistill.report import fixed_overlay_range, overlay_frame, plot_scores, scale_map, write_overlay_video
 from vadistill.scoring import find_segments
@@ -63,25 +77,77 @@ def source_name(source: str | int) -> str:
     return Path(text.rstrip("/")).stem or "video"
 
 
-def write_scores(out_dir: Path, name: str, scores: np.ndarray, threshold: float | None,
-                 segments: list[Segment], fps: float | None, raw: np.ndarray | None = None,
-                 extra: dict | None = None) -> dict[str, Path]:
-    """Per-frame scores as CSV (frame, seconds, score, raw_score, is_anomalous) and JSON (with segments)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, json_path = out_dir / f"{name}.scores.csv", out_dir / f"{name}.scores.json"
-    with open(csv_path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["frame", "seconds", "score", "raw_score", "is_anomalous"])
-        for index, score in enumerate(scores):
-            seconds = f"{index / fps:.3f}" if fps else ""
-            flagged = int(threshold is not None and score > threshold)
-            writer.writerow([index, seconds, f"{score:.6f}", f"{raw[index]:.6f}" if raw is not None else "", flagged])
-    json_path.write_text(json.dumps({
+# -- output files: written atomically, the JSON last (the completion marker) ---------------------
+OUTPUT_KINDS = {"scores_csv": ".scores.csv", "scores_json": ".scores.json", "plot": ".plot.png",
+                "overlay": ".overlay.avi"}
+
+
+def output_path(out_dir: Path, name: str, kind: str) -> Path:
+    """Where output `kind` (a key of OUTPUT_KINDS) of video `name` goes."""
+    return Path(out_dir) / f"{name}{OUTPUT_KINDS[kind]}"
+
+
+def remove_partial_files(out_dir: Path, name: str) -> None:
+    """Delete the temporary files a killed run left of video `name` (``.<name>.<kind>.*.partial.<ext>``,
+    see :mod:`vadistill.io.atomic`; a run that fails normally removes its own)."""
+    for suffix in OUTPUT_KINDS.values():
+        stem, extension = suffix.rsplit(".", 1)
+        for leftover in Path(out_dir).glob(f".{glob.escape(name)}{stem}.*{PARTIAL_MARK}.{extension}"):
+            leftover.unlink(missing_ok=True)
+
+
+def finished_outputs(out_dir: Path, name: str, source: str, model_path: str, threshold: float | None,
+                     overlay: bool) -> bool:
+    """Whether video `name` was already scored to the end from the same source, model and threshold.
+
+    The marker is ``<name>.scores.json`` (written last, see the module docstring); it must parse
+    and name the same source, model file and threshold, and the CSV, plot and (when asked) overlay
+    must be beside it. Anything else means: score it (again). The labels file only shades the plot
+    and is not compared: rescore after changing it.
+    """
+    try:
+        saved = json.loads(output_path(out_dir, name, "scores_json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(saved, dict) or (saved.get("source"), saved.get("model"), saved.get("threshold")) != (
+            str(source), str(model_path), threshold):
+        return False
+    needed = ["scores_csv", "plot"] + (["overlay"] if overlay else [])
+    return all(output_path(out_dir, name, kind).is_file() for kind in needed)
+
+
+def _write_scores_csv(path: Path, scores: np.ndarray, threshold: float | None, fps: float | None,
+                      raw: np.ndarray | None) -> Path:
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["frame", "seconds", "score", "raw_score", "is_anomalous"])
+    for index, score in enumerate(scores):
+        seconds = f"{index / fps:.3f}" if fps else ""
+        flagged = int(threshold is not None and score > threshold)
+        writer.writerow([index, seconds, f"{score:.6f}", f"{raw[index]:.6f}" if raw is not None else "", flagged])
+    return atomic_write_text(path, text.getvalue())
+
+
+def _write_scores_json(path: Path, name: str, scores: np.ndarray, threshold: float | None, segments: list[Segment],
+                       fps: float | None, raw: np.ndarray | None, extra: dict | None) -> Path:
+    return atomic_write_text(path, json.dumps({
         "video": name, "fps": fps, "threshold": threshold, **(extra or {}),
         "scores": [round(float(s), 6) for s in scores],
         "raw_scores": [round(float(s), 6) for s in raw] if raw is not None else None,
         "segments": [asdict(s) for s in segments],
     }, indent=1))
+
+
+def write_scores(out_dir: Path, name: str, scores: np.ndarray, threshold: float | None,
+                 segments: list[Segment], fps: float | None, raw: np.ndarray | None = None,
+                 extra: dict | None = None) -> dict[str, Path]:
+    """Per-frame scores as CSV (frame, seconds, score, raw_score, is_anomalous) and JSON (with segments).
+
+    Each file is written whole or not at all, the JSON after the CSV.
+    """
+    csv_path = _write_scores_csv(output_path(out_dir, name, "scores_csv"), scores, threshold, fps, raw)
+    json_path = _write_scores_json(output_path(out_dir, name, "scores_json"), name, scores, threshold, segments,
+                                   fps, raw, extra)
     return {"scores_csv": csv_path, "scores_json": json_path}
 
 
@@ -144,6 +210,10 @@ def _stream_scores(model, reader, overlay_path: Path | None, threshold: float | 
         else:
             for _ in overlays():
                 pass
+    except ValueError:
+        if scorer.pushed == 0:  # write_video's "no frames": the source's problem, said as the caller says it
+            return {}, 0
+        raise
     finally:
         bar.close()
     return {k: np.asarray(v, dtype=np.float64) for k, v in terms.items()}, scorer.pushed
@@ -209,6 +279,9 @@ def score_source(model, source: str | int | VideoRef, out_dir: str | Path, *, th
 
     Raises:
         InputError: the source cannot be read, or the method cannot score it.
+
+    Every output is written whole or not at all, and ``<name>.scores.json`` is removed once the source
+    opens and written last: it is there only when all outputs of this call are (module docstring).
     """
     from vadistill.runtime.stream import supports_streaming
 
@@ -221,8 +294,12 @@ def score_source(model, source: str | int | VideoRef, out_dir: str | Path, *, th
     threshold = model.threshold if threshold is None else threshold
     live = is_stream(source)
     files: dict[str, Path] = {}
-    overlay_path = out_dir / f"{name}.overlay.avi"
+    overlay_path = output_path(out_dir, name, "overlay")
     with open_video(source) as reader:
+        # The source opened: from here on the old outputs of `name` are being replaced, so the old
+        # marker must go before any other file changes.
+        output_path(out_dir, name, "scores_json").unlink(missing_ok=True)
+        remove_partial_files(out_dir, name)
         fps = fps or reader.fps or None
         if supports_streaming(model.method) and model.engine is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -240,19 +317,21 @@ def score_source(model, source: str | int | VideoRef, out_dir: str | Path, *, th
             scores, raw, maps = _whole_video_scores(model, source)
             num_frames = len(scores)
     segments = find_segments(scores, threshold) if threshold is not None else []
-    extra = {"method": model.name, "engine": model.engine_name, "source": str(source),
+    extra = {"method": model.name, "engine": model.engine_name, "model": str(model.path), "source": str(source),
              "temporal_filter": _filter_description(model.method)}
-    files.update(write_scores(out_dir, name, scores, threshold, segments, fps, raw, extra))
+    files["scores_csv"] = _write_scores_csv(output_path(out_dir, name, "scores_csv"), scores, threshold, fps, raw)
     if labels is None and labels_file is not None:
         try:
             labels = labels_for(labels_file, name, num_frames)
         except InputError as error:  # labels only shade the plot: warn, keep the scores
             print(f"vadistill: warning: {error} (plot without ground truth)", file=sys.stderr)
-    files["plot"] = plot_scores(out_dir / f"{name}.plot.png", scores, labels=labels, threshold=threshold,
+    files["plot"] = plot_scores(output_path(out_dir, name, "plot"), scores, labels=labels, threshold=threshold,
                                 title=f"{name} ({model.name})", fps=fps)
     if overlay and "overlay" not in files:
         with open_video(source) as reader:  # whole-video path: overlay scaled by the video's own range
             files["overlay"] = write_overlay_video(overlay_path, iter(reader), scores, maps, threshold, fps=fps or 25.0)
+    files["scores_json"] = _write_scores_json(output_path(out_dir, name, "scores_json"), name, scores, threshold,
+                                              segments, fps, raw, extra)
     return VideoScoreResult(name, scores, threshold, segments, files, raw)
 
 
@@ -261,20 +340,37 @@ def _filter_description(method) -> str | None:
     return spec.describe() if spec is not None else None
 
 
+def output_names(sources: list[str]) -> list[str]:
+    """The output name of each source: its :func:`source_name`, with "_" appended to repeated ones
+    (two sources with the same stem must not overwrite each other)."""
+    names: list[str] = []
+    for source in sources:
+        name = source_name(source)
+        while name in names:
+            name += "_"
+        names.append(name)
+    return names
+
+
+def describe_result(source: str, result: VideoScoreResult, out_dir: str | Path) -> str:
+    """The one line printed for a scored source: frames, anomalous segments, where the outputs are."""
+    flagged = ", ".join(f"{s.start}-{s.end} (peak {s.peak_score:.3g} @ {s.peak_frame})" for s in result.segments)
+    return (f"{source}: {len(result.scores)} frames, {len(result.segments)} anomalous segment(s)"
+            + (f": {flagged}" if flagged else "") + f" -> {Path(out_dir) / result.name}.*")
+
+
 def score_sources(model, sources: list[str], out_dir: str | Path, *, progress: bool = True,
                   log=print, **options) -> tuple[list[VideoScoreResult], dict[str, str]]:
     """Score several sources; a failing source is reported in one line and the others go on.
+
+    Every source is scored, even one whose outputs are already complete (see the module docstring
+    for why; ``vadistill score --engine dask`` is the resumable path).
 
     Returns:
         (results of the sources that worked, {source: one-line error} of those that failed).
     """
     results, failures = [], {}
-    names: set[str] = set()
-    for source in sources:
-        name = source_name(source)
-        while name in names:  # two sources with the same stem must not overwrite each other
-            name += "_"
-        names.add(name)
+    for source, name in zip(sources, output_names(sources)):
         try:
             result = score_source(model, source, out_dir, progress=progress, name=name, **options)
         except InputError as error:
@@ -282,9 +378,7 @@ def score_sources(model, sources: list[str], out_dir: str | Path, *, progress: b
             print(f"vadistill: error: {error}", file=sys.stderr)
             continue
         results.append(result)
-        flagged = ", ".join(f"{s.start}-{s.end} (peak {s.peak_score:.3g} @ {s.peak_frame})" for s in result.segments)
-        log(f"{source}: {len(result.scores)} frames, {len(result.segments)} anomalous segment(s)"
-            + (f": {flagged}" if flagged else "") + f" -> {Path(out_dir) / result.name}.*")
+        log(describe_result(source, result, out_dir))
     return results, failures
 
 
@@ -297,4 +391,5 @@ def score_video(method, video: VideoRef | str, out_dir: Path, fps: float | None 
     return score_source(model, video, out_dir, fps=fps, overlay=overlay, progress=progress)
 
 
-__all__ = ["VideoScoreResult", "score_source", "score_sources", "score_video", "write_scores"]
+__all__ = ["VideoScoreResult", "describe_result", "finished_outputs", "output_names", "output_path",
+           "score_source", "score_sources", "score_video", "write_scores"]
