@@ -84,3 +84,20 @@ def write_frame_folder() -> Callable[..., Path]:
         return folder
 
     return write
+
+
+@pytest.fixture(scope="session")
+def custom_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny `custom` dataset (generated walkway): 2 normal training videos, 1 test video in which
+    a cart crosses, and its labels.csv."""
+    from vadistill.data.synthetic import render_scene
+    from vadistill.io.video import write_video
+
+    root = tmp_path_factory.mktemp("custom")
+    for index in range(2):
+        write_video(root / "train" / f"normal_{index}.avi", render_scene(30, 72, 120, seed=index).frames, fps=10)
+    test = render_scene(30, 72, 120, cart_frames=(10, 20), seed=99)
+    write_video(root / "test" / "cart.avi", test.frames, fps=10)
+    anomalous = np.flatnonzero(test.labels)
+    (root / "labels.csv").write_text(f"video,start,end\ncart,{anomalous[0]},{anomalous[-1]}\n")
+    return root

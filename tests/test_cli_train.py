@@ -2,30 +2,15 @@
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from vadistill import cli
-from vadistill.data.synthetic import render_scene
 from vadistill.errors import EXIT_USER_ERROR
-from vadistill.io.video import write_video
 
 TINY = ["input_size=[48,80]", "patch_size=8", "embed_dim=32", "depth=1", "num_heads=2", "decoder_dim=16",
         "decoder_heads=2", "decoder_depth=2", "batch_size=8", "teacher_epochs=1", "student_epochs=1",
         "max_steps_per_epoch=3", "map_filter=[3,3,3]", "paste.probability=0.0"]
-
-
-@pytest.fixture(scope="module")
-def custom_dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("custom")
-    for index in range(2):
-        write_video(root / "train" / f"normal_{index}.avi", render_scene(30, 72, 120, seed=index).frames, fps=10)
-    test = render_scene(30, 72, 120, cart_frames=(10, 20), seed=99)
-    write_video(root / "test" / "cart.avi", test.frames, fps=10)
-    anomalous = np.flatnonzero(test.labels)
-    (root / "labels.csv").write_text(f"video,start,end\ncart,{anomalous[0]},{anomalous[-1]}\n")
-    return root
 
 
 def test_train_writes_model_scores_and_metrics(custom_dataset, tmp_path):

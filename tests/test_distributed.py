@@ -20,8 +20,6 @@ import torch
 
 from vadistill import distributed
 from vadistill.checkpoint import load_checkpoint
-from vadistill.data.synthetic import render_scene
-from vadistill.io.video import write_video
 
 HERE = Path(__file__).resolve().parent
 AED_TINY = ["input_size=[48,80]", "patch_size=8", "embed_dim=32", "depth=1", "num_heads=2", "decoder_dim=16",
@@ -58,18 +56,6 @@ def history(run_dir: Path) -> list[dict]:
 
 def with_sets(pairs: list[str]) -> list[str]:
     return [arg for pair in pairs for arg in ("--set", pair)]
-
-
-@pytest.fixture(scope="module")
-def custom_dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("custom")
-    for index in range(2):
-        write_video(root / "train" / f"normal_{index}.avi", render_scene(30, 72, 120, seed=index).frames, fps=10)
-    test = render_scene(30, 72, 120, cart_frames=(10, 20), seed=99)
-    write_video(root / "test" / "cart.avi", test.frames, fps=10)
-    anomalous = np.flatnonzero(test.labels)
-    (root / "labels.csv").write_text(f"video,start,end\ncart,{anomalous[0]},{anomalous[-1]}\n")
-    return root
 
 
 # -- the building blocks -----------------------------------------------------------------------
