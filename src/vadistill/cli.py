@@ -118,10 +118,14 @@ def run_train(args: argparse.Namespace) -> int:
         interval = train.CHECKPOINT_SECONDS if args.checkpoint_every is None else args.checkpoint_every
         with train.checkpoint_interval(interval):
             if args.method == "dakd":
-                return train_weakly_supervised(method_class, args, run_dir)
-            return train_one_class(method_class, args, run_dir)
-    finally:
-        distributed.shutdown()
+                code = train_weakly_supervised(method_class, args, run_dir)
+            else:
+                code = train_one_class(method_class, args, run_dir)
+    except BaseException:
+        distributed.shutdown(failed=True)  # torchrun then stops the other processes
+        raise
+    distributed.shutdown()
+    return code
 
 
 def train_one_class(method_class, args: argparse.Namespace, run_dir: Path) -> int:

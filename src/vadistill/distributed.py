@@ -58,9 +58,12 @@ def init_from_environment() -> bool:
     return dist.get_world_size() > 1
 
 
-def shutdown() -> None:
+def shutdown(*, failed: bool = False) -> None:
+    """Leave the process group; after a failure without the final barrier, which the other
+    processes (stuck in a collective, or already gone) would never reach."""
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        if not failed:
+            dist.barrier()
         dist.destroy_process_group()
 
 
