@@ -1,6 +1,7 @@
 """`vadistill score --engine dask` on a real loopback cluster: the same files as the single-process
 path, finished videos skipped on a rerun, a bad video (or a crashing worker) failing only itself."""
 
+# ruff: noqa: F811  (test arguments named after the imported `tiny` fixture)
 from __future__ import annotations
 
 import json
@@ -11,14 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-# The same tiny AED-MAE configuration as the single-process tests.
-from test_runtime_score import tiny_config
+# The tiny trained AED-MAE fixture of the single-process tests, shared (pytest injects it by name).
+from test_runtime_score import tiny  # noqa: F401
 
 from vadistill import cli
 from vadistill.data.synthetic import render_scene
 from vadistill.errors import EXIT_USER_ERROR, InputError
 from vadistill.io.video import write_video
-from vadistill.methods.aed_mae import AedMae
 from vadistill.runtime.dask_engine import ALLOWED_FAILURES, SUMMARY_FILE, score_on_dask
 from vadistill.runtime.model import load_model
 from vadistill.runtime.score import score_sources
@@ -32,15 +32,6 @@ def loopback_cluster(workers: int):
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
         return distributed.LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, host="127.0.0.1",
                                         dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    """A tiny AED-MAE trained for a few steps (as in test_runtime_score)."""
-    torch.set_num_threads(1)
-    run = tmp_path_factory.mktemp("aed_run")
-    AedMae(tiny_config()).fit([render_scene(60, 48, 72, seed=1).frames], run_dir=run, progress=False)
-    return run / "model.ckpt"
 
 
 @pytest.fixture(scope="module")
