@@ -10,7 +10,9 @@ from vadistill.data.pseudo import ObjectBank, PasteConfig, paste_object
 from vadistill.data.synthetic import render_scene
 from vadistill.errors import InputError
 from vadistill.methods import METHODS
-from vadistill.methods.aed_mae import AedMae, AedMaeConfig, AedMaeNet, clips_to_input, count_parameters
+from vadistill.data.clips import ClipDataset
+from vadistill.methods.aed_mae import (AedMae, AedMaeConfig, AedMaeNet, clips_to_input, count_parameters,
+                                       simplex_grid)
 from vadistill.methods.base import NotFittedError
 
 @pytest.fixture(autouse=True, scope="module")
@@ -168,3 +170,33 @@ def test_scoring_variants_reuse_one_model(trained):
     official.config = replace(method.config, score_norm="video-minmax")
     scores = official.combine_terms(terms)
     assert scores.min() >= 0 and scores.max() <= 1.0 + 1e-9
+
+
+def test_simplex_grid_covers_the_weight_triangle():
+    grid = simplex_grid(0.1)
+    assert len(grid) == 66 and len(set(grid)) == 66
+    assert all(abs(sum(w) - 1) < 1e-9 and min(w) >= 0 for w in grid)
+    assert (1.0, 0.0, 0.0) in grid and (0.0, 0.0, 1.0) in grid and (0.4, 0.3, 0.3) in grid
+
+
+@pytest.mark.slow
+def test_weights_selected_on_synthetic_validation_anomalies(trained, tmp_path):
+    method, _, train = trained
+    chosen = AedMae.__new__(AedMae)  # a copy: the shared fixture keeps the paper weights
+    chosen.__dict__.update(method.__dict__)
+    val_set = ClipDataset(train, chosen.config.frame_offsets).split_tail(chosen.config.val_fraction)[1]
+    report = chosen.select_score_weights(val_set, ObjectBank.harvest(train))
+    assert tuple(report["weights"]) in simplex_grid(0.1) and tuple(chosen.config.score_weights) == tuple(report["weights"])
+    assert report["configured_weights"] == [0.4, 0.3, 0.3] and method.config.score_weights == (0.4, 0.3, 0.3)
+    # the grid contains the configured weights, so the choice is at least as good on this set
+    assert report["auc"] >= report["configured_auc"] and report["auc"] > 0.5
+    assert report["positives"] > 0 and report["negatives"] == len(val_set)
+    assert np.isfinite(chosen.threshold_)
+    chosen.weight_selection_ = report
+    chosen.save(tmp_path / "chosen.ckpt")
+    loaded = AedMae.load(tmp_path / "chosen.ckpt")
+    video = render_scene(30, H, W, seed=9).frames
+    assert loaded.config.score_weights == chosen.config.score_weights and loaded.weight_selection_ == report
+    assert np.array_equal(loaded.anomaly_scores(video), chosen.anomaly_scores(video))
+    with pytest.raises(ValueError, match="weight_selection"):
+        AedMaeConfig(weight_selection="test-labels")

@@ -59,6 +59,10 @@ Departures from the paper (and from the authors' code), and why:
   variant and is documented as transductive.
 * Model selection / early stopping on the validation loss of held-out normal training frames
   (the last ``val_fraction`` of every training video), never on test labels.
+* Score weights: the paper fixes 0.4 / 0.3 / 0.3. ``weight_selection="synthetic-validation"``
+  (not in the paper, off by default) chooses them instead on synthetic anomalies pasted into the
+  held-out normal frames (:meth:`AedMae.select_score_weights`): a choice any user can make without
+  labelled anomalies. Its bias: the classifier was trained on objects of the same bank.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 from scipy.ndimage import uniform_filter
+from sklearn.metrics import roc_auc_score
 
 from vadistill import distributed
 from vadistill.blocks.cvt import CvtBlock, TokenGrid
@@ -83,7 +88,7 @@ from vadistill.checkpoint import load_method_checkpoint, save_checkpoint
 from vadistill.data.clips import (ClipDataset, FrameCache, VideoLike, batch_indices, clip_indices, load_frames,
                                   resize_frames, video_name)
 from vadistill.data.motion import motion_token_weights, temporal_gradient
-from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig, paste_batch
+from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig, paste_batch, paste_object
 from vadistill.errors import InputError
 from vadistill.methods.base import VadMethod
 from vadistill.scoring import TemporalFilter, calibrate_threshold, normalize_per_video, smooth
@@ -92,6 +97,7 @@ from vadistill.train import prepare_run_dir, run_stage
 FORMAT_VERSION = 1
 TERMS = ("teacher", "student", "classifier")  # frame-level score terms, in score_weights order
 SCORE_NORMS = ("val-zscore", "video-minmax")
+WEIGHT_SELECTIONS = ("fixed", "synthetic-validation")
 ERRORS = ("l1", "l2")
 
 
@@ -141,6 +147,7 @@ class AedMaeConfig:
 
     # -- scoring --
     score_weights: tuple[float, float, float] = (0.4, 0.3, 0.3)  # teacher, student discrepancy, classifier
+    weight_selection: str = "fixed"  # "fixed" (score_weights) or "synthetic-validation" (see select_score_weights)
     error: str = "l1"  # per-pixel error: "l1" (authors' Ped2/ShanghaiTech) or "l2" (their Avenue)
     map_filter: tuple[int, int, int] = (9, 9, 9)  # 3-D mean filter size over (t, h, w) on the maps
     score_norm: str = "val-zscore"  # "val-zscore" (inductive) or "video-minmax" (transductive, official)
@@ -168,6 +175,8 @@ class AedMaeConfig:
             raise ValueError(f"error must be one of {ERRORS}, got {self.error!r}")
         if len(self.score_weights) != 3:
             raise ValueError("score_weights needs three numbers (teacher, student, classifier)")
+        if self.weight_selection not in WEIGHT_SELECTIONS:
+            raise ValueError(f"weight_selection must be one of {WEIGHT_SELECTIONS}, got {self.weight_selection!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "AedMaeConfig":
@@ -408,6 +417,7 @@ class AedMae(VadMethod):
         self.score_stats_: dict | None = None
         self.threshold_: float | None = None
         self.history_: list | None = None
+        self.weight_selection_: dict | None = None  # report of select_score_weights, when it chose the weights
         self._cache = FrameCache()
 
     # -- training ------------------------------------------------------------------------------
@@ -510,6 +520,10 @@ class AedMae(VadMethod):
         net.eval()
         self.history_ = history
         self._calibrate(val_set)
+        if cfg.weight_selection == "synthetic-validation":
+            if bank is None:
+                raise InputError(run_dir, "weight_selection='synthetic-validation' needs synthetic anomalies (paste.probability > 0)")
+            self.weight_selection_ = self.select_score_weights(val_set, bank, progress=progress)
         if distributed.is_main():
             self.save(Path(run_dir) / "model.ckpt")
         distributed.barrier()
@@ -640,8 +654,70 @@ class AedMae(VadMethod):
             mean = s / n
             stats[f"{name}_pixel"] = {"mean": mean, "std": spread_with_floor(name, mean, math.sqrt(max(s2 / n - mean**2, 0.0)))}
         self.score_stats_ = stats
+        self._set_threshold(per_video)
+
+    def _set_threshold(self, per_video: list[dict[str, np.ndarray]]) -> None:
+        """Decision threshold: a quantile of the final scores of the normal validation frames."""
         finals = [smooth(self._combine(t), self.config.temporal_filter) for t in per_video]
         self.threshold_ = float(calibrate_threshold(np.concatenate(finals), quantile=self.config.threshold_quantile))
+
+    def _validation_segments(self, val_set: ClipDataset) -> list[tuple[int, int, int]]:
+        """(video, first, stop) of the held-out tail of every training video."""
+        out = []
+        for v in range(len(val_set.videos)):
+            ts = val_set.items[val_set.items[:, 0] == v, 1]
+            if len(ts):
+                out.append((v, int(ts.min()), int(ts.max()) + 1))
+        return out
+
+    def select_score_weights(self, val_set: ClipDataset, bank: ObjectBank, *, copies: int = 3, step: float = 0.1,
+                             progress: bool = False) -> dict:
+        """Choose the (teacher, student, classifier) weights on SYNTHETIC anomalies (no test labels).
+
+        The held-out normal validation tail of every training video is scored clean and, `copies`
+        times, with one object sequence of the bank pasted along one trajectory through the whole
+        tail (and its context frames), exactly like the training anomalies but with other random
+        draws. Every weight triple of the simplex grid (`step`) is scored by the frame-level AUC of
+        pasted frames (object visible in frame t) against clean frames, on the standardised raw
+        terms; the best one (ties: the closest to ``score_weights``) replaces ``score_weights`` in
+        the config, and the threshold is recalibrated. Needs :meth:`_calibrate`'s statistics.
+
+        Returns:
+            {"weights", "auc", "configured_weights", "configured_auc", "positives", "negatives"}.
+        """
+        cfg = self.config
+        reach = max(abs(o) for o in cfg.frame_offsets) + self.config.map_filter[0] // 2
+        clean, pasted = [], []
+        for v, first, stop in self._validation_segments(val_set):
+            frames = val_set.videos[v]
+            clean.append(self._frame_terms(frames, first, stop)[0])
+            a, b = max(0, first - reach), min(len(frames), stop + reach)  # the context the clips see
+            for copy in range(copies):
+                rng = np.random.default_rng([cfg.seed, 4242, v, copy])
+                video = frames.copy()
+                video[a:b], masks = paste_object(frames[a:b], np.arange(a, b) - (first + stop) // 2, bank.sample(rng),
+                                                 rng, replace(cfg.paste, probability=1.0))
+                visible = masks[first - a:stop - a].reshape(stop - first, -1).max(axis=1) > 0
+                terms = self._frame_terms(video, first, stop)[0]
+                pasted.append({name: t[visible] for name, t in terms.items()})
+            if progress:
+                print(f"[aed-mae] synthetic validation: video {v + 1}/{len(val_set.videos)}", flush=True)
+        joined = {name: np.concatenate([t[name] for t in clean + pasted]) for name in TERMS}
+        labels = np.concatenate([np.zeros(sum(len(t["teacher"]) for t in clean)), np.ones(sum(len(t["teacher"]) for t in pasted))])
+        if labels.min() == labels.max():
+            raise InputError("weight_selection", "no pasted object stayed visible in the validation frames")
+
+        def auc(weights) -> float:
+            return float(roc_auc_score(labels, self._combine(joined, weights)))
+
+        configured = tuple(cfg.score_weights)
+        grid = simplex_grid(step)
+        scores = [auc(w) for w in grid]
+        best = max(range(len(grid)), key=lambda i: (round(scores[i], 6), -sum(abs(a - b) for a, b in zip(grid[i], configured))))
+        self.config = replace(cfg, score_weights=grid[best])
+        self._set_threshold(clean)
+        return {"weights": list(grid[best]), "auc": scores[best], "configured_weights": list(configured),
+                "configured_auc": auc(configured), "positives": int(labels.sum()), "negatives": int((1 - labels).sum())}
 
     def _combine(self, terms: dict[str, np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
         """Raw per-frame score: sum_k w_k (term_k - mean_k) / std_k (validation statistics)."""
@@ -726,7 +802,7 @@ class AedMae(VadMethod):
         save_checkpoint(path, {
             "format_version": FORMAT_VERSION, "method": self.name, "config": self.config.to_dict(),
             "state_dict": self.net_.state_dict(), "score_stats": self.score_stats_,
-            "threshold": self.threshold_, "history": self.history_ or [],
+            "threshold": self.threshold_, "history": self.history_ or [], "weight_selection": self.weight_selection_,
         })
 
     @classmethod
@@ -742,6 +818,7 @@ class AedMae(VadMethod):
         method.score_stats_ = payload["score_stats"]
         method.threshold_ = payload["threshold"]
         method.history_ = payload.get("history", [])
+        method.weight_selection_ = payload.get("weight_selection")
         return method
 
 
@@ -757,6 +834,12 @@ def demo_config(quick: bool = False, seed: int = 0) -> AedMaeConfig:
         student_epochs=1 if quick else 4, patience=4, map_filter=(5, 5, 5), seed=seed,
         temporal_filter=TemporalFilter(kind="gaussian", sigma=3.0),
     )
+
+
+def simplex_grid(step: float) -> list[tuple[float, float, float]]:
+    """All (a, b, c) with a + b + c = 1 on a grid of `step` (0.1: 66 triples)."""
+    n = round(1 / step)
+    return [(i / n, j / n, (n - i - j) / n) for i in range(n + 1) for j in range(n + 1 - i)]
 
 
 def count_parameters(module: nn.Module) -> int:
