@@ -36,6 +36,16 @@ def test_student_outputs_three_scales_per_teacher():
     assert {s: tuple(m.shape) for s, m in out.items()} == {1: (2, 2, 1, 1), 4: (2, 2, 4, 4), 16: (2, 2, 16, 16)}
 
 
+def test_small_input_keeps_the_16x16_head_and_bad_sizes_are_refused():
+    # 64x96 gives an 8x12 token grid: the 16x16 head is upsampled from it (the committed Ped2 student)
+    net = FastAedStudent(tiny_config(input_size=(64, 96)), num_teachers=1)
+    out = net(torch.randn(3, 9, 64, 96))
+    assert {s: tuple(m.shape) for s, m in out.items()} == {1: (3, 1, 1, 1), 4: (3, 1, 4, 4), 16: (3, 1, 16, 16)}
+    for size in ((60, 96), (24, 96)):  # not a multiple of 8; a grid under 4 cells for the 4x4 head
+        with pytest.raises(ValueError, match="input_size"):
+            tiny_config(input_size=size)
+
+
 def test_discriminator_learns_from_fakes_and_never_updates_the_student():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
