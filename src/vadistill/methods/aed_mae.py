@@ -683,7 +683,8 @@ class AedMae(VadMethod):
         the config, and the threshold is recalibrated. Needs :meth:`_calibrate`'s statistics.
 
         Returns:
-            {"weights", "auc", "configured_weights", "configured_auc", "positives", "negatives"}.
+            {"weights", "auc", "configured_weights", "configured_auc", "grid_auc_range", "positives",
+            "negatives"}: a narrow ``grid_auc_range`` means the synthetic set barely tells the weights apart.
         """
         cfg = self.config
         reach = max(abs(o) for o in cfg.frame_offsets) + self.config.map_filter[0] // 2
@@ -717,7 +718,8 @@ class AedMae(VadMethod):
         self.config = replace(cfg, score_weights=grid[best])
         self._set_threshold(clean)
         return {"weights": list(grid[best]), "auc": scores[best], "configured_weights": list(configured),
-                "configured_auc": auc(configured), "positives": int(labels.sum()), "negatives": int((1 - labels).sum())}
+                "configured_auc": auc(configured), "grid_auc_range": [min(scores), max(scores)],
+                "positives": int(labels.sum()), "negatives": int((1 - labels).sum())}
 
     def _combine(self, terms: dict[str, np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
         """Raw per-frame score: sum_k w_k (term_k - mean_k) / std_k (validation statistics)."""
