@@ -45,6 +45,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from vadistill import metrics
+from localisation import localisation  # benchmarks/localisation.py (this script's folder is on sys.path)
 from vadistill.data.benchmarks import load_ped2
 from vadistill.data.clips import ClipDataset, load_frames, resize_frames
 from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig
@@ -232,6 +233,11 @@ def write_markdown(path: Path, r: dict) -> None:
                        f"{sel['grid_auc_range'][1]:.4f}. The test AUC of the chosen weights is reported, not used. "
                        "A narrow range means these pasted objects are easy for every weighting, and the choice is weak "
                        "evidence.")]
+    loc = r.get("localisation")
+    if loc:
+        lines += ["", "## Localisation (default scoring's pixel maps)", "",
+                  f"Pixel AUC {loc['pixel_auc']:.4f}, RBDC {loc['rbdc']:.4f}, TBDC {loc['tbdc']:.4f} "
+                  f"({loc['num_gt_regions']} ground-truth regions, {loc['num_gt_tracks']} tracks; {loc['settings']})."]
     lines += ["", "## Ablations", "", "| variant | schedule | micro AUC | macro AUC |", "|---|---|---|---|"]
     for a in r["ablations"]:
         lines.append(f"| {a['name']} | {a['schedule']} | {a['micro_auc']:.4f} | {a['macro_auc']:.4f} |")
@@ -288,6 +294,8 @@ def main() -> None:
     print(f"[main] {main_scores}", flush=True)
 
     history = main_method.history_ or []
+    located = localisation(main_method, test_refs, work / "runs" / "main" / "localisation.json", args.resume)
+    print(f"[localisation] {located}", flush=True)
     selection = weights_on_synthetic_validation(main_method, train_refs, bank)
     selection["test"] = aucs(main_method, terms, labels, tuple(selection["weights"]))
     print(f"[weights on synthetic validation] {selection}", flush=True)
@@ -334,7 +342,7 @@ def main() -> None:
                        f"{cfg.paste.probability:.0%} of training samples",
         "config": asdict(cfg), "temporal_filter": cfg.temporal_filter.describe(),
         "main": main_scores, "transductive": transductive, "ablations": ablations,
-        "weights_on_synthetic_validation": selection,
+        "weights_on_synthetic_validation": selection, "localisation": located,
         "training": {"wall_time_s": train_seconds,
                      # Sum over the logged epochs: the whole training even when it was resumed (the
                      # wall time above then covers only the last, resumed part).

@@ -49,6 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from localisation import localisation  # noqa: E402  (benchmarks/localisation.py: this script's folder is on sys.path)
 from vadistill import metrics  # noqa: E402
 from vadistill.data.benchmarks import load_ped2  # noqa: E402
 from vadistill.data.clips import clip_indices, load_frames, resize_frames  # noqa: E402
@@ -336,6 +337,11 @@ def write_markdown(path: Path, r: dict) -> None:
         lines.append(f"| {a['name']} | {_seeds_cell(a)} |")
     if not r["ablations"]:
         lines.append("| (skipped) | | | |")
+    loc = r.get("localisation")
+    if loc:
+        lines += ["", "## Localisation (committed student, seed 0: the 16x16 head upsampled to the frame)", "",
+                  f"Pixel AUC {loc['pixel_auc']:.4f}, RBDC {loc['rbdc']:.4f}, TBDC {loc['tbdc']:.4f} "
+                  f"({loc['num_gt_regions']} ground-truth regions, {loc['num_gt_tracks']} tracks; {loc['settings']})."]
     lines += ["", "## Cost", "",
               (f"- student: {sp['parameters']:,} parameters, {sp['gflops_per_frame']:.4f} GFLOPs/frame at "
                f"{tuple(sp['input_size'])}")]
@@ -403,6 +409,9 @@ def main(argv=None) -> int:
     result["student"] = evaluate(f"{tag}_seed0", method)
     result["student_speed"] = student_speed(method, test_refs[0], args.quick, WORK / "runs" / f"{tag}_seed0")
     print(json.dumps({k: result[k] for k in ("student", "student_speed")}, indent=1), flush=True)
+    result["localisation"] = localisation(method, test_refs, WORK / "runs" / f"{tag}_seed0" / "localisation.json",
+                                          args.resume)
+    print(result["localisation"], flush=True)
     result["ablations"] = []
     out = RESULTS / ("fast_aed_ped2_quick" if args.quick else "fast_aed_ped2")
 
