@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from ped2_frames import frames_root  # noqa: E402  (benchmarks/ped2_frames.py)
 from vadistill.backbones import BACKBONES  # noqa: E402
 from vadistill.backbones.extract import extract_features, extract_video  # noqa: E402
 from vadistill.data.weak import load_ped2_weak  # noqa: E402
@@ -53,16 +53,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 BACKBONE_NAMES = ("i3d", "mobilenet_v2", "handcrafted")
 SWEEPS = {"alpha": [0.0, 0.5, 1.0, 2.0], "temperature": [0.05, 0.1, 0.5, 1.0],
           "max_distance": [1, 2, 4, 8], "threshold": [0.3, 0.5, 0.7]}
-
-
-def frames_root() -> Path:
-    for candidate in (ROOT / "benchmarks" / "work" / "ped2", ROOT / "benchmarks" / "work" / "ped2_data" / "ped2"):
-        if (candidate / "testing" / "frames" / "12").is_dir() and (candidate / "training" / "frames" / "16").is_dir():
-            return candidate
-    target = ROOT / "benchmarks" / "work" / "ped2_data"
-    with tarfile.open(DATA / "ucsd_ped2" / "ped2_frames.tar") as archive:
-        archive.extractall(target, filter="data")
-    return target / "ped2"
 
 
 def ped2_videos(root: Path) -> dict[str, str]:

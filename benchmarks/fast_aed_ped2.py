@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import sys
-import tarfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -49,6 +48,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from ped2_frames import frames_root  # noqa: E402  (benchmarks/ped2_frames.py)
 from localisation import localisation  # noqa: E402  (benchmarks/localisation.py: this script's folder is on sys.path)
 from vadistill import metrics  # noqa: E402
 from vadistill.data.benchmarks import load_ped2  # noqa: E402
@@ -98,16 +98,6 @@ SEEDS = (0, 1, 2)  # the committed student and every ablation are trained with e
 
 
 # ----------------------------------------------------------------------------------------------
-def frames_root() -> Path:
-    for candidate in (ROOT / "benchmarks" / "work" / "ped2", ROOT / "benchmarks" / "work" / "ped2_data" / "ped2"):
-        if (candidate / "testing" / "frames" / "12").is_dir() and (candidate / "training" / "frames" / "16").is_dir():
-            return candidate
-    target = ROOT / "benchmarks" / "work" / "ped2_data"
-    with tarfile.open(DATA / "ucsd_ped2" / "ped2_frames.tar") as archive:
-        archive.extractall(target, filter="data")
-    return target / "ped2"
-
-
 def object_bank() -> ObjectBank:
     folder = ROOT / "benchmarks" / "work" / "bank_vtest"
     if folder.is_dir() and any(folder.iterdir()):

@@ -636,11 +636,8 @@ class AedMae(VadMethod):
         """Mean/std of every term on the normal validation frames, and the decision threshold."""
         per_video = []
         pixel_sums = {name: [0.0, 0.0, 0] for name in ("teacher", "student")}
-        for v, frames in enumerate(val_set.videos):
-            ts = val_set.items[val_set.items[:, 0] == v, 1]
-            if len(ts) == 0:
-                continue
-            terms, maps = self._frame_terms(frames, int(ts.min()), int(ts.max()) + 1, keep_maps=True)
+        for v, first, stop in self._validation_segments(val_set):
+            terms, maps = self._frame_terms(val_set.videos[v], first, stop, keep_maps=True)
             per_video.append(terms)
             for name, m in maps.items():
                 pixel_sums[name][0] += float(m.sum(dtype=np.float64))
@@ -687,7 +684,7 @@ class AedMae(VadMethod):
             "negatives"}: a narrow ``grid_auc_range`` means the synthetic set barely tells the weights apart.
         """
         cfg = self.config
-        reach = max(abs(o) for o in cfg.frame_offsets) + self.config.map_filter[0] // 2
+        reach = max(abs(o) for o in cfg.frame_offsets) + cfg.map_filter[0] // 2
         clean, pasted = [], []
         for v, first, stop in self._validation_segments(val_set):
             frames = val_set.videos[v]
