@@ -20,12 +20,14 @@ What it does:
    (240x352 would crop) and costs several times more per step; the paper's 320x640 far more.
 4. Scores the 12 test videos (inductive scoring: validation statistics saved in the model) and
    reports micro / macro frame AUC, plus a transductive per-video min-max variant for comparison
-   with the paper's protocol. Also: the score weights chosen on synthetic anomalies pasted into
+   with the paper's protocol. Default inference: two complementary 50% masks (every pixel scored
+   while its token is hidden, as in training); the same model scored unmasked and with the
+   authors' single random mask is reported too (each recalibrated on the normal validation frames). Also: the score weights chosen on synthetic anomalies pasted into
    the held-out normal frames (``AedMae.select_score_weights``; no test labels), and their test AUC.
 5. Measures parameters, GFLOPs per frame (torch FlopCounterMode), model-only inference FPS at
    batch 1 and 8 at the trained resolution and at the paper's 320x640, and the training time.
 6. Ablations. Scoring-only (same trained model): teacher only, teacher + student without the
-   classifier, classifier only. Training ablations (SHORTER schedule, compared with a baseline
+   classifier, classifier only, inference masking. Training ablations (SHORTER schedule, compared with a baseline
    trained on the same short schedule): no synthetic anomalies, no motion weighting.
 
 Writes ``benchmarks/results/aed_mae_ped2.json`` and ``.md`` (``--quick`` writes ``*_quick.*``).
@@ -49,7 +51,7 @@ from localisation import localisation  # benchmarks/localisation.py (this script
 from vadistill.data.benchmarks import load_ped2
 from vadistill.data.clips import ClipDataset, load_frames, resize_frames
 from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig
-from vadistill.methods.aed_mae import AedMae, AedMaeConfig, AedMaeNet, count_parameters, simplex_grid
+from vadistill.methods.aed_mae import AedMae, AedMaeConfig, AedMaeNet, AedMaeScorer, count_parameters, simplex_grid
 from vadistill.provenance import command_line, describe_machine, git_revision, machine_info
 from vadistill.scoring import TemporalFilter, official_filter
 
@@ -77,6 +79,31 @@ def main_config(quick: bool) -> AedMaeConfig:
         patience=5,
         paste=PasteConfig(scale=(0.15, 0.5)),
     )
+
+
+# Inference masking of the scoring (AedMaeConfig fields); "complementary" is the default.
+MASKING = {
+    "complementary": {"inference_mask_ratio": 0.5, "complementary_masks": True},
+    "unmasked": {"inference_mask_ratio": 0.0, "complementary_masks": False},
+    "random": {"inference_mask_ratio": 0.5, "complementary_masks": False},
+}
+MASKING_TITLES = {
+    "complementary": "two complementary 50% masks (default)",
+    "unmasked": "unmasked (this toolkit's earlier default)",
+    "random": "one random 50% mask (authors' inference code)",
+}
+
+
+def masking_of(cfg: AedMaeConfig) -> str:
+    return next(name for name, fields in MASKING.items() if all(getattr(cfg, k) == v for k, v in fields.items()))
+
+
+def scored_with(method: AedMae, masking: str, train_refs) -> AedMae:
+    """The trained model scored with `masking`, recalibrated on its normal validation frames if it changes."""
+    if masking_of(method.config) == masking:
+        return method
+    print(f"recalibrating for {masking} inference masking", flush=True)
+    return method.with_scoring(train_refs, **MASKING[masking])
 
 
 def ablation_schedule(cfg: AedMaeConfig, quick: bool) -> AedMaeConfig:
@@ -124,8 +151,9 @@ def train_or_load(name: str, cfg: AedMaeConfig, train_refs, bank, work: Path, re
 
 
 def test_terms(name: str, method: AedMae, test_refs, work: Path, resume: bool) -> tuple[dict, float]:
-    """Raw score terms of every test video (cached in the run folder) and scoring FPS end to end."""
-    cache = work / "runs" / name / "test_terms.npz"
+    """Raw score terms of every test video (cached in the run folder, per inference masking) and
+    scoring FPS end to end."""
+    cache = work / "runs" / name / f"test_terms_{masking_of(method.config)}.npz"
     if resume and cache.exists():
         with np.load(cache) as data:
             terms = {v.name: {k: data[f"{v.name}/{k}"] for k in ("teacher", "student", "classifier")} for v in test_refs}
@@ -172,27 +200,31 @@ def transductive_aucs(method: AedMae, terms: dict, labels: dict, temporal: Tempo
 
 
 def model_speed(cfg: AedMaeConfig, sizes, quick: bool) -> dict:
-    """Parameters, GFLOPs/frame and model-only inference FPS (batch 1 and 8, no masking)."""
+    """Parameters, GFLOPs/frame and model-only inference FPS (batch 1 and 8) of the scoring network
+    (`AedMaeScorer`: forward pass(es) + per-pixel errors), unmasked and with complementary masks."""
     out = {}
     for size in sizes:
         net = AedMaeNet(replace(cfg, input_size=size)).eval()
-        key = f"{size[0]}x{size[1]}"
-        x1 = torch.randn(1, 3 * len(cfg.frame_offsets), *size).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-            net(x1)
-        entry = {"parameters": count_parameters(net), "gflops_per_frame": counter.get_total_flops() / 1e9}
-        for batch in (1, 8):
-            x = x1.expand(batch, -1, -1, -1).contiguous(memory_format=torch.channels_last)
-            with torch.inference_mode():
-                for _ in range(2):
-                    net(x)
-                runs, started = 0, time.perf_counter()
-                while runs < 3 or time.perf_counter() - started < (1.0 if quick else 5.0):
-                    net(x)
-                    runs += 1
-                entry[f"fps_batch{batch}"] = batch * runs / (time.perf_counter() - started)
-        out[key] = entry
-        print(f"[speed] {key}: {entry}", flush=True)
+        x1 = torch.rand(1, 3 * len(cfg.frame_offsets), *size).mul_(2).sub_(1).contiguous(memory_format=torch.channels_last)
+        for masking in ("unmasked", "complementary"):
+            scorer = AedMaeScorer(net, replace(cfg, input_size=size, **MASKING[masking])).eval()
+            key = f"{size[0]}x{size[1]} {masking}"
+            with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+                scorer(x1)
+            entry = {"input": f"{size[0]}x{size[1]}", "masking": masking, "passes": 1 if scorer.keeps is None else len(scorer.keeps),
+                     "parameters": count_parameters(net), "gflops_per_frame": counter.get_total_flops() / 1e9}
+            for batch in (1, 8):
+                x = x1.expand(batch, -1, -1, -1).contiguous(memory_format=torch.channels_last)
+                with torch.inference_mode():
+                    for _ in range(2):
+                        scorer(x)
+                    runs, started = 0, time.perf_counter()
+                    while runs < 3 or time.perf_counter() - started < (1.0 if quick else 5.0):
+                        scorer(x)
+                        runs += 1
+                    entry[f"fps_batch{batch}"] = batch * runs / (time.perf_counter() - started)
+            out[key] = entry
+            print(f"[speed] {key}: {entry}", flush=True)
     return out
 
 
@@ -214,13 +246,17 @@ def write_markdown(path: Path, r: dict) -> None:
         "",
         "| scoring | micro AUC | macro AUC |",
         "|---|---|---|",
-        f"| default: inductive, validation z-scores, weights {tuple(r['config']['score_weights'])} | "
+        f"| default: inductive, validation z-scores, weights {tuple(r['config']['score_weights'])}, inference "
+        f"{MASKING_TITLES[r['masking']]} | "
         f"{m['micro_auc']:.4f} | {m['macro_auc']:.4f} |",
     ]
     sel = r.get("weights_on_synthetic_validation")
     if sel:
         lines.append(f"| weights chosen on synthetic validation anomalies {tuple(sel['weights'])} (no test labels; see "
                      f"below) | {sel['test']['micro_auc']:.4f} | {sel['test']['macro_auc']:.4f} |")
+    for name, t in r.get("masking_variants", {}).items():
+        lines.append(f"| same model, inference {MASKING_TITLES[name]}, recalibrated, weights "
+                     f"{tuple(r['config']['score_weights'])} | {t['micro_auc']:.4f} | {t['macro_auc']:.4f} |")
     for name, t in r["transductive"].items():
         lines.append(f"| transductive ({name}): per-video min-max | {t['micro_auc']:.4f} | {t['macro_auc']:.4f} "
                      f"(official padding: {t['macro_auc_official_padding']:.4f}) |")
@@ -252,11 +288,13 @@ def write_markdown(path: Path, r: dict) -> None:
                  "reused from the earlier run of this script that produced them (its thread count and load); "
                  "the model-only FPS below is measured by this run"] if "--resume" in r["command"] else []),
               "",
-              "| input | parameters | GFLOPs/frame | FPS batch 1 | FPS batch 8 |", "|---|---|---|---|---|"]
-    for key, s in r["speed"].items():
-        lines.append(f"| {key} | {s['parameters']:,} | {s['gflops_per_frame']:.2f} | {s['fps_batch1']:.1f} | "
-                     f"{s['fps_batch8']:.1f} |")
-    lines += ["", "FPS: model forward only (no masking, no decoding), torch inference mode, float32, CPU.",
+              "| input | inference | passes | parameters | GFLOPs/frame | FPS batch 1 | FPS batch 8 |",
+              "|---|---|---|---|---|---|---|"]
+    for s in r["speed"].values():
+        lines.append(f"| {s['input']} | {s['masking']} | {s['passes']} | {s['parameters']:,} | "
+                     f"{s['gflops_per_frame']:.2f} | {s['fps_batch1']:.1f} | {s['fps_batch8']:.1f} |")
+    lines += ["", "FPS: the scoring network only (forward pass(es) and per-pixel errors; no decoding, no filters), "
+              "torch inference mode, float32, CPU.",
               f"Total benchmark wall time: {r['benchmark_wall_time_s'] / 60:.1f} min.", ""]
     path.write_text("\n".join(lines))
 
@@ -289,16 +327,24 @@ def main() -> None:
 
     cfg = main_config(args.quick)
     main_method, train_seconds = train_or_load("main", cfg, train_refs, bank, work, args.resume)
+    main_method = scored_with(main_method, masking_of(cfg), train_refs)  # runs trained before the masking default
     terms, scoring_fps = test_terms("main", main_method, test_refs, work, args.resume)
     main_scores = aucs(main_method, terms, labels)
     print(f"[main] {main_scores}", flush=True)
 
     history = main_method.history_ or []
-    located = localisation(main_method, test_refs, work / "runs" / "main" / "localisation.json", args.resume)
+    located = localisation(main_method, test_refs, work / "runs" / "main" / f"localisation_{masking_of(cfg)}.json",
+                           args.resume)
     print(f"[localisation] {located}", flush=True)
     selection = weights_on_synthetic_validation(main_method, train_refs, bank)
     selection["test"] = aucs(main_method, terms, labels, tuple(selection["weights"]))
     print(f"[weights on synthetic validation] {selection}", flush=True)
+    masking_variants = {}
+    for masking in MASKING:
+        if masking != masking_of(cfg):
+            variant = scored_with(main_method, masking, train_refs)
+            masking_variants[masking] = aucs(variant, test_terms("main", variant, test_refs, work, args.resume)[0], labels)
+            print(f"[inference {masking}] {masking_variants[masking]}", flush=True)
     transductive = {
         "same temporal filter, all terms": transductive_aucs(main_method, terms, labels, cfg.temporal_filter,
                                                              cfg.score_weights),
@@ -321,6 +367,7 @@ def main() -> None:
                     ("no motion weighting", "no_motion", replace(short, motion_weighting=False))]
         for title, name, variant_cfg in variants:
             method, seconds = train_or_load(name, variant_cfg, train_refs, bank, work, args.resume)
+            method = scored_with(method, masking_of(variant_cfg), train_refs)
             variant_terms, _ = test_terms(name, method, test_refs, work, args.resume)
             entry = {"name": title, "schedule": schedule, "train_seconds": seconds,
                      **aucs(method, variant_terms, labels)}
@@ -341,7 +388,8 @@ def main() -> None:
         "object_bank": f"{bank.description}: {len(bank)} sequences, pasted into "
                        f"{cfg.paste.probability:.0%} of training samples",
         "config": asdict(cfg), "temporal_filter": cfg.temporal_filter.describe(),
-        "main": main_scores, "transductive": transductive, "ablations": ablations,
+        "main": main_scores, "masking": masking_of(cfg), "masking_variants": masking_variants,
+        "transductive": transductive, "ablations": ablations,
         "weights_on_synthetic_validation": selection, "localisation": located,
         "training": {"wall_time_s": train_seconds,
                      # Sum over the logged epochs: the whole training even when it was resumed (the

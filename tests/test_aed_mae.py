@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from vadistill.checkpoint import load_checkpoint
+from vadistill.checkpoint import load_checkpoint, save_checkpoint
 from vadistill.data.pseudo import ObjectBank, PasteConfig, paste_object
 from vadistill.data.synthetic import render_scene
 from vadistill.errors import InputError
 from vadistill.methods import METHODS
 from vadistill.data.clips import ClipDataset
-from vadistill.methods.aed_mae import (AedMae, AedMaeConfig, AedMaeNet, clips_to_input, count_parameters,
-                                       simplex_grid)
+from vadistill.methods.aed_mae import (AedMae, AedMaeConfig, AedMaeNet, clips_to_input, complementary_keeps,
+                                       count_parameters, simplex_grid)
 from vadistill.methods.base import NotFittedError
 
 @pytest.fixture(autouse=True, scope="module")
@@ -80,6 +80,46 @@ def test_masked_patches_do_not_leak_into_the_output():
     assert torch.allclose(out.teacher, again.teacher, atol=1e-6)
 
 
+@pytest.mark.parametrize("num_tokens, ratio", [(150, 0.5), (24, 0.5), (25, 0.75), (10, 0.3)])
+def test_complementary_masks_hide_every_token_once_with_the_training_mask_size(num_tokens, ratio):
+    keeps, owner = complementary_keeps(5, num_tokens, ratio)
+    n_keep = max(1, int(num_tokens * (1 - ratio)))  # as AedMaeNet.random_keep
+    n_mask = num_tokens - n_keep
+    assert keeps.shape == (-(-num_tokens // n_mask), n_keep) and owner.shape == (num_tokens,)  # ceil(N / M) passes
+    for k, keep in enumerate(keeps):
+        assert torch.equal(keep, keep.sort().values)
+        hidden = set(range(num_tokens)) - set(keep.tolist())
+        owned = set((owner == k).nonzero().flatten().tolist())
+        assert owned <= hidden  # a pass scores only tokens it hid
+        assert len(owned) == (n_mask if k < len(keeps) - 1 else num_tokens - k * n_mask)
+    again, owner_again = complementary_keeps(5, num_tokens, ratio)
+    assert torch.equal(keeps, again) and torch.equal(owner, owner_again)
+    assert not torch.equal(keeps, complementary_keeps(6, num_tokens, ratio)[0])
+
+
+def test_complementary_scoring_never_sees_the_pixels_it_scores():
+    """Each pixel's error comes from the pass that hid its token: changing that token's input
+    pixels in a context frame leaves the error unchanged (it does change without masking)."""
+    frames = np.random.default_rng(1).integers(0, 256, (10, 32, 48, 3), dtype=np.uint8)
+    changed = frames.copy()
+    changed[3, 8:16, 16:24] = 255 - changed[3, 8:16, 16:24]  # frame 3 is the t+3 input of frame 0
+    errors = {}
+    for complementary in (False, True):
+        cfg = AedMaeConfig(**TINY, inference_mask_ratio=0.5 if complementary else 0.0, complementary_masks=complementary)
+        method = AedMae(cfg)
+        torch.manual_seed(0)
+        method.net_ = AedMaeNet(cfg).eval()
+        before, after = method._pixel_terms(frames), method._pixel_terms(changed)
+        errors[complementary] = (before["teacher"][0, 8:16, 16:24], after["teacher"][0, 8:16, 16:24])
+        again = method._pixel_terms(frames, 2, 5)  # another batching: the same scores
+        assert np.allclose(before["teacher"][2:5], again["teacher"], atol=1e-6)
+        assert np.allclose(before["classifier"][2:5], again["classifier"], atol=1e-6)
+    assert not np.allclose(*errors[False], atol=1e-6)
+    assert np.allclose(*errors[True], atol=1e-6)
+    with pytest.raises(ValueError, match="complementary_masks needs inference_mask_ratio"):
+        AedMaeConfig(**TINY, inference_mask_ratio=0.0)  # complementary_masks is on by default
+
+
 def test_channels_last_input_and_unfitted_errors():
     clips = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 48, 3), dtype=np.uint8)
     x = clips_to_input(clips)
@@ -142,6 +182,26 @@ def test_save_load_gives_identical_scores_and_maps(trained, tmp_path):
     assert payload["method"] == "aed-mae" and set(payload["score_stats"]) >= {"teacher", "student", "classifier"}
     assert np.isfinite(payload["threshold"])
     assert AedMae.load(run_dir / "model.ckpt").anomaly_scores(video).shape == (30,)
+
+
+@pytest.mark.slow
+def test_scoring_settings_change_without_retraining_and_old_checkpoints_keep_theirs(trained, tmp_path):
+    method, run_dir, train = trained
+    assert method.config.complementary_masks and method.config.inference_mask_ratio == 0.5  # the defaults
+    video = render_scene(20, H, W, seed=4).frames
+    unmasked = method.with_scoring(train, complementary_masks=False, inference_mask_ratio=0.0)
+    assert unmasked.net_ is method.net_ and method.config.complementary_masks  # the original is untouched
+    assert unmasked.score_stats_["teacher"]["mean"] != method.score_stats_["teacher"]["mean"]  # recalibrated
+    assert not np.allclose(unmasked.anomaly_scores(video), method.anomaly_scores(video))
+    with pytest.raises(ValueError, match="they need retraining\\): \\['embed_dim'\\]"):
+        method.with_scoring(train, embed_dim=8)
+    # a checkpoint written before complementary masks existed (ratio 0, no such key) loads as unmasked
+    payload = load_checkpoint(run_dir / "model.ckpt")
+    del payload["config"]["complementary_masks"]
+    payload["config"]["inference_mask_ratio"] = 0.0
+    save_checkpoint(tmp_path / "old.ckpt", payload)
+    old = AedMae.load(tmp_path / "old.ckpt")
+    assert not old.config.complementary_masks and old.config.inference_mask_ratio == 0.0
 
 
 @pytest.mark.slow

@@ -23,7 +23,8 @@ How it works (reads top to bottom):
    Stage 2 (student): encoder and teacher frozen, the student decoder learns to reproduce the
    teacher's output on the masked tokens (self-distillation).
 5. Scoring (Sec. 3.4): per pixel, the teacher's reconstruction error (|teacher - target|,
-   target = frame t and an all-normal map) and the teacher-student discrepancy; each map is
+   target = frame t and an all-normal map; predicted while the pixel's token is masked, see
+   "Departures") and the teacher-student discrepancy; each map is
    filtered with a 3-D mean filter over (t, h, w) and its spatial maximum is the frame term; the
    classifier's logit is the third term. Each term is standardised with statistics measured on
    held-out NORMAL training frames at the end of training (saved in the checkpoint) and the
@@ -31,10 +32,18 @@ How it works (reads top to bottom):
 
 Departures from the paper (and from the authors' code), and why:
 
-* Inference without masking (``inference_mask_ratio = 0``): every token is visible, so scores are
-  deterministic and the anomaly is never hidden from the encoder. The authors' inference code
-  masks 50% of the tokens at test time as in training; ``inference_mask_ratio=0.5`` reproduces
-  that (with a fixed-seed generator, so it stays deterministic).
+* Inference with complementary masks (``complementary_masks=True``, ``inference_mask_ratio=0.5``):
+  the reconstruction loss covers the masked tokens only (MAE), so the decoder's outputs at
+  visible positions are never trained, and an unmasked forward pass scores every pixel with an
+  untrained output. Here two passes with complementary 50% masks (a fixed seeded pattern, the
+  same for every frame) hide every token once, and each pixel's errors come from the pass that
+  hid its token: the prediction never saw the pixels it is compared with, exactly the training
+  task. The classifier's logit is the mean over the passes (both see 50% of the tokens, as in
+  training). Cost: two forward passes of the decoders, the encoder on half the tokens each. The
+  authors' inference code masks 50% of the tokens at random once (``complementary_masks=False``,
+  ``inference_mask_ratio=0.5``, with a fixed-seed generator);
+  ``inference_mask_ratio=0`` scores unmasked (this toolkit's default before; such checkpoints
+  keep it). :meth:`AedMae.with_scoring` switches a trained model between them.
 * Masked tokens and the depthwise convolutions: the authors reshape the visible tokens into a
   fake (H, W/2) grid before the convolutions, which mixes tokens that are not neighbours. Here
   the visible tokens are scattered back to their true grid positions (zeros elsewhere) before
@@ -124,7 +133,9 @@ class AedMaeConfig:
     dw_kernel: int = 3  # depthwise convolution kernel of the Q/K/V projections
     mlp_dropout: float = 0.1  # dropout inside the MLPs (training only)
     mask_ratio: float = 0.5  # share of patch tokens dropped in training (MAE masking)
-    inference_mask_ratio: float = 0.0  # share dropped at inference (authors' code: 0.5; see Departures)
+    inference_mask_ratio: float = 0.5  # share hidden in each inference pass (0 = all tokens visible)
+    complementary_masks: bool = True  # score every token in a pass that hides it (False + ratio > 0: one
+    #                                   random mask, the authors' inference; see Departures)
 
     # -- training --
     seed: int = 0  # seeds weights, batches, masks and pasted objects
@@ -167,6 +178,8 @@ class AedMaeConfig:
             raise ValueError("student_branch must be in [1, decoder_depth]")
         if not (0 <= self.mask_ratio < 1 and 0 <= self.inference_mask_ratio < 1):
             raise ValueError("mask ratios must be in [0, 1)")
+        if self.complementary_masks and self.inference_mask_ratio <= 0:
+            raise ValueError("complementary_masks needs inference_mask_ratio > 0 (the share each pass masks)")
         if self.loss_tokens not in ("masked", "all"):
             raise ValueError(f"loss_tokens must be 'masked' or 'all', got {self.loss_tokens!r}")
         if self.score_norm not in SCORE_NORMS:
@@ -267,8 +280,11 @@ class AedMaeNet(nn.Module):
         return noise.argsort(dim=1)[:, :n_keep].sort(dim=1).values  # (B, N')
 
     def forward(self, x: torch.Tensor, mask_ratio: float = 0.0, generator: torch.Generator | None = None,
-                with_student: bool = True) -> AedMaeOutput:
-        """x: (B, 3K, H, W) stacked frames in [-1, 1] (channels-last is fastest)."""
+                with_student: bool = True, keep: torch.Tensor | None = None) -> AedMaeOutput:
+        """x: (B, 3K, H, W) stacked frames in [-1, 1] (channels-last is fastest).
+
+        keep: (B, N') sorted raster indices of the visible tokens; overrides random masking.
+        """
         p = self.cfg.patch_size
         B = x.shape[0]
         # -- encoder --
@@ -276,9 +292,10 @@ class AedMaeNet(nn.Module):
         h, w = tokens.shape[-2:]
         N = h * w
         tokens = self.embed_norm(rearrange(tokens, "b d h w -> b (h w) d"))  # (B, N, D)
-        keep = mask = None
-        if mask_ratio > 0:
+        mask = None
+        if keep is None and mask_ratio > 0:
             keep = self.random_keep(B, N, mask_ratio, generator, x.device)  # (B, N')
+        if keep is not None:
             tokens = tokens.gather(1, keep[..., None].expand(-1, -1, tokens.shape[-1]))  # (B, N', D)
             mask = torch.ones(B, N, device=x.device).scatter_(1, keep, 0.0)  # (B, N), 1 = dropped
         z = torch.cat((self.cls_token.expand(B, -1, -1), tokens), dim=1)  # (B, 1 + N', D)
@@ -370,6 +387,82 @@ def own_masks(batch: Batch) -> Batch:
     a different share of the samples, and equal seeds would give them the same mask patterns."""
     offset = distributed.rank()
     return replace(batch, mask_seed=batch.mask_seed + 7919 * offset) if offset else batch
+
+
+def complementary_keeps(seed: int, num_tokens: int, ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks that let every token be scored while it is hidden, each pass masked like training.
+
+    A seeded random order of the N tokens is cut into chunks of the training mask size
+    M = N - max(1, int(N (1 - ratio))); pass k hides chunk k (the last chunk is completed with
+    the tokens just before it), so ceil(N / M) passes (2 at ratio 0.5) hide every token once.
+    The pattern is the same for every frame: scores do not depend on batching, and the masks
+    are constants of the exported graph.
+
+    Returns:
+        keeps: (P, N - M) sorted raster indices of the visible tokens of each pass;
+        owner: (N,) the pass whose prediction scores each token.
+    """
+    n_keep = max(1, int(num_tokens * (1 - ratio)))
+    n_mask = num_tokens - n_keep
+    order = torch.randperm(num_tokens, generator=torch.Generator().manual_seed(int(seed)))  # (N,)
+    owner = torch.empty_like(order).scatter_(0, order, torch.arange(num_tokens) // n_mask)  # (N,)
+    keeps = []
+    for k in range(math.ceil(num_tokens / n_mask)):
+        first = min(k * n_mask, num_tokens - n_mask)
+        keeps.append(torch.cat((order[:first], order[first + n_mask:])).sort().values)  # (N - M,)
+    return torch.stack(keeps), owner
+
+
+class AedMaeScorer(nn.Module):
+    """The network part of scoring: clip -> per-pixel teacher error, teacher-student discrepancy, logit.
+
+    Used by :meth:`AedMae._pixel_terms` and, unchanged, by the runtime (ONNX export, streaming).
+    The target of frame t is the clip's centre frame (as ``frames_to_target``) with an all-normal
+    anomaly map. Masking follows the config: none; complementary (every pixel's errors come from
+    the pass that hid its token, the logit is the mean over the passes); or one random mask drawn
+    from ``generator`` (the authors' inference; not exportable).
+    """
+
+    def __init__(self, net: AedMaeNet, cfg: AedMaeConfig):
+        super().__init__()
+        self.net = net
+        self.centre = cfg.frame_offsets.index(0)
+        self.squared = cfg.error == "l2"
+        self.random_ratio = 0.0 if cfg.complementary_masks else cfg.inference_mask_ratio
+        self.keeps: torch.Tensor | None
+        self.owner: torch.Tensor | None
+        if not cfg.complementary_masks:
+            self.register_buffer("keeps", None)
+            self.register_buffer("owner", None)
+        else:
+            p, (H, W) = cfg.patch_size, cfg.input_size
+            keeps, owner = complementary_keeps(cfg.seed, (H // p) * (W // p), cfg.inference_mask_ratio)
+            owner = rearrange(owner, "(h w) -> h w", h=H // p).repeat_interleave(p, 0).repeat_interleave(p, 1)  # (H, W)
+            self.register_buffer("keeps", keeps, persistent=False)  # (P, N')
+            self.register_buffer("owner", torch.stack([(owner == k).float() for k in range(len(keeps))]),
+                                 persistent=False)  # (P, H, W): 1 where pass k scores the pixel
+
+    def _error(self, diff: torch.Tensor) -> torch.Tensor:
+        """(B, 4, H, W) difference -> (B, H, W) per-pixel error, mean over channels."""
+        return (diff.square() if self.squared else diff.abs()).mean(dim=1)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rgb = x[:, 3 * self.centre:3 * self.centre + 3]  # (B, 3, H, W): frame t, channel order (k c)
+        target = torch.cat((rgb, torch.full_like(rgb[:, :1], -1.0)), dim=1)  # (B, 4, H, W)
+        if self.keeps is None:
+            out = self.net(x, self.random_ratio, generator, with_student=True)
+            return self._error(out.teacher - target), self._error(out.teacher - out.student), out.logit
+        B, passes = x.shape[0], self.keeps.shape[0]
+        diff_t = diff_s = logit = None
+        for k in range(passes):
+            out = self.net(x, with_student=True, keep=self.keeps[k].expand(B, -1))
+            part_t = self.owner[k] * self._error(out.teacher - target)  # (B, H, W)
+            part_s = self.owner[k] * self._error(out.teacher - out.student)
+            diff_t = part_t if diff_t is None else diff_t + part_t
+            diff_s = part_s if diff_s is None else diff_s + part_s
+            logit = out.logit if logit is None else logit + out.logit
+        return diff_t, diff_s, logit / passes
 
 
 def token_mean(error: torch.Tensor, p: int) -> torch.Tensor:
@@ -529,6 +622,30 @@ class AedMae(VadMethod):
         distributed.barrier()
         return self
 
+    # Settings that only change how a trained network is scored (no retraining needed).
+    SCORING_FIELDS = ("inference_mask_ratio", "complementary_masks", "error", "map_filter", "score_weights",
+                      "score_norm", "temporal_filter", "threshold_quantile", "inference_batch_size")
+
+    def with_scoring(self, train_videos: Sequence[VideoLike], **changes) -> "AedMae":
+        """A copy of this trained model with other scoring settings, recalibrated (no retraining).
+
+        The validation statistics and threshold depend on the scoring settings, so they are
+        measured again on the held-out tail of the NORMAL training videos (as at the end of `fit`).
+
+        Example: ``AedMae.load(path).with_scoring(train_videos, complementary_masks=False, inference_mask_ratio=0)``.
+        """
+        self.check_fitted()
+        unknown = sorted(set(changes) - set(self.SCORING_FIELDS))
+        if unknown:
+            raise ValueError(f"not scoring settings (they need retraining): {unknown}")
+        copy = AedMae.__new__(AedMae)
+        copy.__dict__.update(self.__dict__)
+        copy.config = replace(self.config, **changes)
+        copy._cache = FrameCache()
+        frames = [copy._cache.get(v, copy.config.input_size) for v in train_videos]
+        copy._calibrate(ClipDataset(frames, copy.config.frame_offsets).split_tail(copy.config.val_fraction)[1])
+        return copy
+
     def _batches(self, dataset: ClipDataset, bank: ObjectBank | None, *, epoch: int, stage: int, shuffle: bool):
         """Batches of one epoch; all randomness derives from (seed, stage, epoch)."""
         cfg = self.config
@@ -550,6 +667,11 @@ class AedMae(VadMethod):
                         target=frames_to_target(clips[:, centre], maps[:, centre]).to(self.device),
                         motion=motion.to(self.device), label=torch.from_numpy(labels).to(self.device),
                         mask_seed=int(rng.integers(2**62)))
+
+    def scorer(self) -> AedMaeScorer:
+        """The network part of scoring with this config's masking (see :class:`AedMaeScorer`)."""
+        self.check_fitted()
+        return AedMaeScorer(self.net_, self.config).to(self.device).eval()
 
     def _generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(seed)
@@ -591,27 +713,20 @@ class AedMae(VadMethod):
         Returns:
             {"teacher": (T', H, W), "student": (T', H, W), "classifier": (T',)} float32.
         """
-        cfg, net = self.config, self.net_
-        net.eval()
+        cfg = self.config
+        scorer = self.scorer()
         T = len(frames)
         stop = T if stop is None else stop
-        centre = cfg.frame_offsets.index(0)
         teacher_maps, student_maps, logits = [], [], []
         for first in range(start, stop, cfg.inference_batch_size):
             ts = np.arange(first, min(stop, first + cfg.inference_batch_size))
             clips = frames[clip_indices(T, ts, cfg.frame_offsets)]  # (B, K, H, W, 3)
             x = clips_to_input(clips).to(self.device)
-            gen = self._generator(cfg.seed + int(first)) if cfg.inference_mask_ratio > 0 else None
-            out = net(x, cfg.inference_mask_ratio, gen, with_student=True)
-            target = frames_to_target(clips[:, centre]).to(self.device)  # (B, 4, H, W), map = all normal
-            diff_t, diff_s = out.teacher - target, out.teacher - out.student  # (B, 4, H, W)
-            if cfg.error == "l1":
-                diff_t, diff_s = diff_t.abs(), diff_s.abs()
-            else:
-                diff_t, diff_s = diff_t.square(), diff_s.square()
-            teacher_maps.append(diff_t.mean(dim=1).float().cpu().numpy())  # (B, H, W)
-            student_maps.append(diff_s.mean(dim=1).float().cpu().numpy())
-            logits.append(out.logit.float().cpu().numpy())
+            gen = self._generator(cfg.seed + int(first)) if scorer.random_ratio > 0 else None
+            diff_t, diff_s, logit = scorer(x, gen)
+            teacher_maps.append(diff_t.float().cpu().numpy())  # (B, H, W)
+            student_maps.append(diff_s.float().cpu().numpy())
+            logits.append(logit.float().cpu().numpy())
         return {"teacher": np.concatenate(teacher_maps), "student": np.concatenate(student_maps),
                 "classifier": np.concatenate(logits)}
 
@@ -808,7 +923,8 @@ class AedMae(VadMethod):
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "AedMae":
         payload = load_method_checkpoint(path, cls.name, FORMAT_VERSION)
         try:
-            method = cls(AedMaeConfig.from_dict(payload["config"]), device=device)
+            # Checkpoints from before complementary masks scored with one pass (their ratio is 0).
+            method = cls(AedMaeConfig.from_dict({"complementary_masks": False, **payload["config"]}), device=device)
             net = AedMaeNet(method.config)
             net.load_state_dict(payload["state_dict"])
         except (KeyError, ValueError, TypeError, RuntimeError) as error:

@@ -14,8 +14,8 @@ exactly like its checkpoint up to the engine's floating-point differences (see
 
 Graphs:
     aed-mae: x (B, 3K, H, W) float32 clip in [-1, 1] -> teacher_error (B, H, W), student_error
-        (B, H, W) (per-pixel error averaged over the 4 output channels, as ``AedMae._pixel_terms``)
-        and logit (B,).
+        (B, H, W) (per-pixel error averaged over the 4 output channels) and logit (B,): the
+        method's own ``AedMaeScorer`` (complementary masks included, as constants of the graph).
     fast-aed: x (B, 3K, H, W) clip -> term1, term4, term16 (B,) (each head's teacher-combined map
         maximum, as ``FastAed.head_terms``) and map16 (B, 16, 16) (the teacher-combined 16x16 head).
     dakd: features (B, T, D) float32 Student-backbone snippet features -> scores (B, T) in (0, 1).
@@ -48,32 +48,6 @@ class GraphSpec:
     output_names: tuple[str, ...]
     example: torch.Tensor
     dynamic_axes: dict[str, dict[int, str]]
-
-
-class AedMaeInference(nn.Module):
-    """AED-MAE network + per-pixel errors, exactly as ``AedMae._pixel_terms`` computes them.
-
-    The reconstruction target of frame t is the centre frame of the input clip (the same
-    uint8 -> [-1, 1] mapping as ``frames_to_target``) with an all-normal (-1) anomaly map, so
-    the graph needs nothing but the clip.
-    """
-
-    def __init__(self, net: nn.Module, frame_offsets: tuple[int, ...], error: str):
-        super().__init__()
-        self.net = net
-        self.centre = frame_offsets.index(0)
-        self.squared = error == "l2"
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.net(x, 0.0, None, with_student=True)
-        rgb = x[:, 3 * self.centre:3 * self.centre + 3]  # (B, 3, H, W): frame t, channel order (k c)
-        target = torch.cat((rgb, torch.full_like(rgb[:, :1], -1.0)), dim=1)  # (B, 4, H, W)
-        diff_t, diff_s = out.teacher - target, out.teacher - out.student  # (B, 4, H, W)
-        if self.squared:
-            diff_t, diff_s = diff_t.square(), diff_s.square()
-        else:
-            diff_t, diff_s = diff_t.abs(), diff_s.abs()
-        return diff_t.mean(dim=1), diff_s.mean(dim=1), out.logit
 
 
 class DakdInference(nn.Module):
@@ -111,10 +85,10 @@ def inference_graph(method) -> GraphSpec:
     name = method.name
     if name == "aed-mae":
         cfg = method.config
-        if cfg.inference_mask_ratio > 0:
-            raise InputError(name, "inference_mask_ratio > 0 draws random masks per batch: the runtime (streaming, "
-                             "ONNX) supports deterministic, unmasked inference only")
-        module = AedMaeInference(method.net_, tuple(cfg.frame_offsets), cfg.error).eval()
+        if cfg.inference_mask_ratio > 0 and not cfg.complementary_masks:
+            raise InputError(name, "inference_mask_ratio > 0 without complementary_masks draws random masks per "
+                             "batch: the runtime (streaming, ONNX) supports deterministic inference only")
+        module = method.scorer()
         height, width = cfg.input_size
         example = torch.zeros(2, 3 * len(cfg.frame_offsets), height, width).uniform_(-1, 1)
         return GraphSpec(module, "clip", ("teacher_error", "student_error", "logit"), example,

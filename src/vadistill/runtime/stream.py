@@ -117,8 +117,9 @@ class ClipStreamScorer:
         if getattr(cfg, "score_norm", "val-zscore") != "val-zscore":
             raise InputError(method.name, f"score_norm={cfg.score_norm!r} normalises with the whole video's range "
                              "(transductive): it cannot score a stream; use a val-zscore model")
-        if getattr(cfg, "inference_mask_ratio", 0) > 0:
-            raise InputError(method.name, "inference_mask_ratio > 0 is not supported by the streaming runtime")
+        if getattr(cfg, "inference_mask_ratio", 0) > 0 and not getattr(cfg, "complementary_masks", False):
+            raise InputError(method.name, "inference_mask_ratio > 0 without complementary_masks (random test-time "
+                             "masks) is not supported by the streaming runtime")
         self.method = method
         self.keep_maps = keep_maps
         self.size = tuple(cfg.input_size)
