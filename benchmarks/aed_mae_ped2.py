@@ -95,7 +95,9 @@ MASKING_TITLES = {
 
 
 def masking_of(cfg: AedMaeConfig) -> str:
-    return next(name for name, fields in MASKING.items() if all(getattr(cfg, k) == v for k, v in fields.items()))
+    if cfg.inference_mask_ratio == 0:
+        return "unmasked"
+    return "complementary" if cfg.complementary_masks else "random"
 
 
 def scored_with(method: AedMae, masking: str, train_refs) -> AedMae:

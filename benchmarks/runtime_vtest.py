@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -50,8 +51,11 @@ def train_model() -> Path:
     from vadistill.methods.aed_mae import AedMae, demo_config
 
     path = WORK / "aed_mae" / "model.ckpt"
-    if path.is_file():
+    config = replace(demo_config(), teacher_epochs=3, student_epochs=1, paste=PasteConfig(probability=0.0))
+    if path.is_file() and AedMae.load(path).config == config:  # a model of another config is retrained
         return path
+    if path.parent.is_dir():
+        shutil.rmtree(path.parent)  # its stage checkpoints and ONNX export belong to the old config
     frames = []
     with open_video(VIDEO, size=(96, 160)) as reader:
         for frame in reader:
@@ -60,7 +64,6 @@ def train_model() -> Path:
                 break
     import numpy as np
 
-    config = replace(demo_config(), teacher_epochs=3, student_epochs=1, paste=PasteConfig(probability=0.0))
     started = time.perf_counter()
     AedMae(config).fit([np.stack(frames)], run_dir=path.parent, progress=False)
     print(f"trained the benchmark model in {time.perf_counter() - started:.0f} s", file=sys.stderr)

@@ -105,7 +105,7 @@ def test_complementary_scoring_never_sees_the_pixels_it_scores():
     changed[3, 8:16, 16:24] = 255 - changed[3, 8:16, 16:24]  # frame 3 is the t+3 input of frame 0
     errors = {}
     for complementary in (False, True):
-        cfg = AedMaeConfig(**TINY, inference_mask_ratio=0.5 if complementary else 0.0, complementary_masks=complementary)
+        cfg = AedMaeConfig(**TINY, inference_mask_ratio=0.5 if complementary else 0.0)
         method = AedMae(cfg)
         torch.manual_seed(0)
         method.net_ = AedMaeNet(cfg).eval()
@@ -116,8 +116,16 @@ def test_complementary_scoring_never_sees_the_pixels_it_scores():
         assert np.allclose(before["classifier"][2:5], again["classifier"], atol=1e-6)
     assert not np.allclose(*errors[False], atol=1e-6)
     assert np.allclose(*errors[True], atol=1e-6)
-    with pytest.raises(ValueError, match="complementary_masks needs inference_mask_ratio"):
-        AedMaeConfig(**TINY, inference_mask_ratio=0.0)  # complementary_masks is on by default
+    x = clips_to_input(frames[[0, 0, 3]][None])
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):  # the runtime's bf16 engine
+        low = method.scorer()(x)
+    with torch.inference_mode():
+        full = method.scorer()(x)
+    assert all(torch.allclose(a.float(), b, atol=0.05, rtol=0.05) for a, b in zip(low, full))
+    # ratio 0 scores unmasked whatever complementary_masks says (configs from before it existed)
+    unmasked = AedMae(AedMaeConfig(**TINY, inference_mask_ratio=0.0))
+    unmasked.net_ = method.net_
+    assert unmasked.scorer().keeps is None and unmasked.scorer().random_ratio == 0
 
 
 def test_channels_last_input_and_unfitted_errors():

@@ -134,8 +134,8 @@ class AedMaeConfig:
     mlp_dropout: float = 0.1  # dropout inside the MLPs (training only)
     mask_ratio: float = 0.5  # share of patch tokens dropped in training (MAE masking)
     inference_mask_ratio: float = 0.5  # share hidden in each inference pass (0 = all tokens visible)
-    complementary_masks: bool = True  # score every token in a pass that hides it (False + ratio > 0: one
-    #                                   random mask, the authors' inference; see Departures)
+    complementary_masks: bool = True  # with ratio > 0: score every token in a pass that hides it (False:
+    #                                   one random mask, the authors' inference; see Departures)
 
     # -- training --
     seed: int = 0  # seeds weights, batches, masks and pasted objects
@@ -178,8 +178,6 @@ class AedMaeConfig:
             raise ValueError("student_branch must be in [1, decoder_depth]")
         if not (0 <= self.mask_ratio < 1 and 0 <= self.inference_mask_ratio < 1):
             raise ValueError("mask ratios must be in [0, 1)")
-        if self.complementary_masks and self.inference_mask_ratio <= 0:
-            raise ValueError("complementary_masks needs inference_mask_ratio > 0 (the share each pass masks)")
         if self.loss_tokens not in ("masked", "all"):
             raise ValueError(f"loss_tokens must be 'masked' or 'all', got {self.loss_tokens!r}")
         if self.score_norm not in SCORE_NORMS:
@@ -309,7 +307,7 @@ class AedMaeNet(nn.Module):
         y = self.decoder_embed(z)  # (B, 1 + N', Dd)
         if keep is not None:
             Dd = y.shape[-1]
-            full = self.mask_token.expand(B, N, Dd).scatter(1, keep[..., None].expand(-1, -1, Dd), y[:, 1:])  # (B, N, Dd)
+            full = self.mask_token.to(y.dtype).expand(B, N, Dd).scatter(1, keep[..., None].expand(-1, -1, Dd), y[:, 1:])  # (B, N, Dd)
             y = torch.cat((y[:, :1], full), dim=1)  # (B, 1 + N, Dd)
         full_grid = TokenGrid(h, w, None)
         branch = None
@@ -428,10 +426,11 @@ class AedMaeScorer(nn.Module):
         self.net = net
         self.centre = cfg.frame_offsets.index(0)
         self.squared = cfg.error == "l2"
-        self.random_ratio = 0.0 if cfg.complementary_masks else cfg.inference_mask_ratio
+        complementary = cfg.complementary_masks and cfg.inference_mask_ratio > 0
+        self.random_ratio = 0.0 if complementary else cfg.inference_mask_ratio
         self.keeps: torch.Tensor | None
         self.owner: torch.Tensor | None
-        if not cfg.complementary_masks:
+        if not complementary:
             self.register_buffer("keeps", None)
             self.register_buffer("owner", None)
         else:
