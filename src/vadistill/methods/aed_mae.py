@@ -301,7 +301,8 @@ class AedMaeNet(nn.Module):
         for blk in self.encoder:
             z = blk(z, grid)
         z = self.encoder_norm(z)
-        logit = self.classifier(z[:, 0]).squeeze(-1)  # (B,)
+        # 3-D input: exports as MatMul + Add, not Gemm (which ONNX int8 quantisation mis-types after masking)
+        logit = self.classifier(z[:, :1]).flatten()  # (B,)
 
         # -- teacher decoder: mask tokens take the dropped positions --
         y = self.decoder_embed(z)  # (B, 1 + N', Dd)
