@@ -18,7 +18,7 @@ agreement between engines).
 3. ``engines``: `vadistill bench` for every method: torch fp32 / bf16 (native bf16 only), ONNX
    Runtime fp32 / int8, batch 1 and 8, and the score correlation against torch fp32.
 
-Threads: 1 torch / ONNX Runtime thread (the CPU is shared with other jobs; numbers per core).
+Threads: 1 torch / ONNX Runtime thread (numbers per core; the machine line gives the load average at the start).
 Writes ``benchmarks/results/runtime_vtest.json`` and ``.md`` (``--quick``: ``runtime_vtest_quick.*``).
 """
 
@@ -132,7 +132,7 @@ def bench_watch(model_path: Path, streams: int, seconds: float) -> dict:
 def markdown(result: dict) -> str:
     lines = ["# Runtime benchmarks on vtest.avi", "",
              f"- Command: `{result['command']}`", f"- Git revision: {result['git_revision']}",
-             f"- Machine: {describe_machine(result['machine'])} (shared), "
+             f"- Machine: {describe_machine(result['machine'])}, "
              f"{result['machine']['torch_cpu_capability']}, onnxruntime {result['machine']['onnxruntime']}",
              f"- Model: {result['model']}", "", "## score (whole clip, 795 frames 768x576, overlay + plot)", "",
              "| Engine | Frames | Seconds | FPS |", "|---|---|---|---|"]
@@ -187,7 +187,7 @@ def main() -> None:
                                           accuracy_frames=64, log=lambda line: print(line, file=sys.stderr))
     result["notes"] = ("end-to-end = decode + resize + network + filters per frame, batch 1 (streaming); "
                        "score fps also includes the overlay video and plot. int8 = ONNX Runtime dynamic "
-                       "quantisation of MatMul/Gemm. The CPU was shared with another training job.")
+                       "quantisation of MatMul/Gemm.")
     stem = "runtime_vtest_quick" if args.quick else "runtime_vtest"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
