@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vadistill.checkpoint import load_checkpoint, save_checkpoint
-from vadistill.data.pseudo import ObjectBank, PasteConfig, paste_object
+from vadistill.data.pseudo import ObjectBank, PasteConfig, paste_object, scene_object_scale
 from vadistill.data.synthetic import render_scene
 from vadistill.errors import InputError
 from vadistill.methods import METHODS
@@ -268,3 +268,24 @@ def test_weights_selected_on_synthetic_validation_anomalies(trained, tmp_path):
     assert np.array_equal(loaded.anomaly_scores(video), chosen.anomaly_scores(video))
     with pytest.raises(ValueError, match="weight_selection"):
         AedMaeConfig(weight_selection="test-labels")
+    # validation objects at another size: the report says which sizes were pasted
+    small = AedMae.__new__(AedMae)
+    small.__dict__.update(method.__dict__)
+    small_report = small.select_score_weights(val_set, ObjectBank.harvest(train), scale=(0.1, 0.12))
+    assert report["paste_scale"] == list(method.config.paste.scale) and small_report["paste_scale"] == [0.1, 0.12]
+    assert small_report["negatives"] == report["negatives"] and small_report["auc"] != report["auc"]
+    with pytest.raises(ValueError, match="validation_paste_scale"):
+        AedMaeConfig(validation_paste_scale="test")
+
+
+def test_fit_selects_weights_on_objects_of_the_scenes_size(tmp_path):
+    train = [render_scene(60, H, W, seed=s).frames for s in (0, 10)]
+    cfg = AedMaeConfig(**{**TINY, "input_size": (H, W)}, teacher_epochs=1, student_epochs=1, max_steps_per_epoch=2, batch_size=8,
+        map_filter=(3, 3, 3), weight_selection="synthetic-validation")
+    method = AedMae(cfg).fit(train, run_dir=tmp_path / "run", progress=False)
+    report = method.weight_selection_
+    expected = scene_object_scale(train, cfg.harvest)  # frames already at the model size
+    assert report["paste_scale"] == pytest.approx(list(expected))
+    assert 0 < expected[0] <= expected[1] < cfg.paste.scale[1]  # walkers are smaller than most training pastes
+    assert tuple(method.config.score_weights) == tuple(report["weights"])
+    assert AedMae.load(tmp_path / "run" / "model.ckpt").weight_selection_ == report

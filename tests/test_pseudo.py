@@ -2,7 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from vadistill.data.pseudo import HarvestConfig, ObjectBank, ObjectSequence, PasteConfig, paste_batch, paste_object
+from vadistill.data.pseudo import (HarvestConfig, ObjectBank, ObjectSequence, PasteConfig, paste_batch, paste_object,
+                                   scene_object_scale)
 from vadistill.errors import InputError
 
 
@@ -26,6 +27,15 @@ def test_harvest_finds_tracked_objects_with_masks():
             assert crop.shape[:2] == mask.shape and mask.dtype == bool
             assert 0.3 < mask.mean() < 1.0  # a disc inside its box
             assert crop[mask].mean() > 150  # the bright object, not the background
+
+
+def test_scene_object_scale_measures_the_moving_objects_height():
+    # both discs have radius 6: 13 pixels tall in 64-pixel frames
+    low, high = scene_object_scale([moving_blobs()], HarvestConfig(), every=1)
+    assert 12 / 64 <= low <= high <= 14 / 64
+    static = np.repeat(moving_blobs()[:1], 30, axis=0)
+    with pytest.raises(InputError, match="no moving object"):
+        scene_object_scale([static])
 
 
 def test_paste_is_deterministic_and_consistent_over_time():

@@ -133,20 +133,46 @@ def foreground_masks(frames: np.ndarray, config: HarvestConfig) -> np.ndarray:
     return out
 
 
+def foreground_objects(mask: np.ndarray, config: HarvestConfig) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+    """(box (x, y, w, h), component mask) of every foreground component of one (H, W) mask whose
+    area is within the configured bounds."""
+    area = mask.shape[0] * mask.shape[1]
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    objects = []
+    for label in range(1, count):
+        x, y, w, h, a = (int(v) for v in stats[label])
+        if config.min_area * area <= a <= config.max_area * area:
+            objects.append(((x, y, w, h), labels == label))
+    return objects
+
+
+def scene_object_scale(videos: Sequence[np.ndarray], config: HarvestConfig = HarvestConfig(), *,
+                       quantiles: tuple[float, float] = (0.1, 0.9), every: int = 5) -> tuple[float, float]:
+    """Height range of the moving objects of a static-camera scene, as fractions of the frame height.
+
+    Background subtraction as in :meth:`ObjectBank.harvest` on every ``every``-th frame of the
+    (normal) videos; returns the given quantiles of the component heights. Used to paste
+    validation anomalies at the size of the scene's own objects (e.g. Ped2's pedestrians are
+    0.11-0.23 of the frame height; the training pastes default to 0.15-0.6).
+    """
+    heights = []
+    for frames in videos:
+        for mask in foreground_masks(np.asarray(frames)[::every], config):  # background from the same frames
+            heights += [box[3] / mask.shape[0] for box, _ in foreground_objects(mask, config)]
+    if not heights:
+        raise InputError("scene_object_scale", "no moving object found in the videos (static scene or wrong threshold)")
+    low, high = np.quantile(heights, quantiles)
+    return float(low), float(high)
+
+
 def harvest_sequences(frames: np.ndarray, config: HarvestConfig, source: str = "") -> list[ObjectSequence]:
     """Object sequences of one static-camera video ((T, H, W, 3) uint8 RGB)."""
     T, H, W = frames.shape[:3]
-    area = H * W
     fg = foreground_masks(frames, config)
     finished: list[list[tuple[int, tuple, np.ndarray]]] = []
     active: list[list[tuple[int, tuple, np.ndarray]]] = []  # per track: (frame, box, component mask)
     for t in range(T):
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(fg[t], connectivity=8)
-        comps = []
-        for label in range(1, count):
-            x, y, w, h, a = (int(v) for v in stats[label])
-            if config.min_area * area <= a <= config.max_area * area:
-                comps.append(((x, y, w, h), labels == label))
+        comps = foreground_objects(fg[t], config)
         # Greedy matching: best-overlapping (track, component) pairs first.
         pairs = sorted(((_box_iou(track[-1][1], box), i, j) for i, track in enumerate(active)
                         for j, (box, _) in enumerate(comps)), reverse=True)

@@ -71,7 +71,11 @@ Departures from the paper (and from the authors' code), and why:
 * Score weights: the paper fixes 0.4 / 0.3 / 0.3. ``weight_selection="synthetic-validation"``
   (not in the paper, off by default) chooses them instead on synthetic anomalies pasted into the
   held-out normal frames (:meth:`AedMae.select_score_weights`): a choice any user can make without
-  labelled anomalies. Its bias: the classifier was trained on objects of the same bank.
+  labelled anomalies. Its bias: the classifier was trained on objects of the same bank. The
+  validation objects take the size of the scene's own moving objects (``validation_paste_scale``,
+  measured by background subtraction on the training footage) rather than the training pastes'
+  sizes: on Ped2 the training-size pastes were found by almost every weighting (AUC 0.99), so they
+  could not tell the weightings apart.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ from vadistill.checkpoint import load_method_checkpoint, save_checkpoint
 from vadistill.data.clips import (ClipDataset, FrameCache, VideoLike, batch_indices, clip_indices, load_frames,
                                   resize_frames, video_name)
 from vadistill.data.motion import motion_token_weights, temporal_gradient
-from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig, paste_batch, paste_object
+from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig, paste_batch, paste_object, scene_object_scale
 from vadistill.errors import InputError
 from vadistill.methods.base import VadMethod
 from vadistill.scoring import TemporalFilter, calibrate_threshold, normalize_per_video, smooth
@@ -107,6 +111,7 @@ FORMAT_VERSION = 1
 TERMS = ("teacher", "student", "classifier")  # frame-level score terms, in score_weights order
 SCORE_NORMS = ("val-zscore", "video-minmax")
 WEIGHT_SELECTIONS = ("fixed", "synthetic-validation")
+VALIDATION_PASTE_SCALES = ("scene", "training")
 ERRORS = ("l1", "l2")
 
 
@@ -159,6 +164,9 @@ class AedMaeConfig:
     # -- scoring --
     score_weights: tuple[float, float, float] = (0.4, 0.3, 0.3)  # teacher, student discrepancy, classifier
     weight_selection: str = "fixed"  # "fixed" (score_weights) or "synthetic-validation" (see select_score_weights)
+    # Size of the objects pasted for weight selection: "scene" = the size of the moving objects of
+    # the training footage (scene_object_scale), "training" = paste.scale like the training pastes.
+    validation_paste_scale: str = "scene"
     error: str = "l1"  # per-pixel error: "l1" (authors' Ped2/ShanghaiTech) or "l2" (their Avenue)
     map_filter: tuple[int, int, int] = (9, 9, 9)  # 3-D mean filter size over (t, h, w) on the maps
     score_norm: str = "val-zscore"  # "val-zscore" (inductive) or "video-minmax" (transductive, official)
@@ -188,6 +196,9 @@ class AedMaeConfig:
             raise ValueError("score_weights needs three numbers (teacher, student, classifier)")
         if self.weight_selection not in WEIGHT_SELECTIONS:
             raise ValueError(f"weight_selection must be one of {WEIGHT_SELECTIONS}, got {self.weight_selection!r}")
+        if self.validation_paste_scale not in VALIDATION_PASTE_SCALES:
+            raise ValueError(f"validation_paste_scale must be one of {VALIDATION_PASTE_SCALES}, "
+                             f"got {self.validation_paste_scale!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "AedMaeConfig":
@@ -616,7 +627,8 @@ class AedMae(VadMethod):
         if cfg.weight_selection == "synthetic-validation":
             if bank is None:
                 raise InputError(run_dir, "weight_selection='synthetic-validation' needs synthetic anomalies (paste.probability > 0)")
-            self.weight_selection_ = self.select_score_weights(val_set, bank, progress=progress)
+            scale = scene_object_scale(frames, cfg.harvest) if cfg.validation_paste_scale == "scene" else None
+            self.weight_selection_ = self.select_score_weights(val_set, bank, scale=scale, progress=progress)
         if distributed.is_main():
             self.save(Path(run_dir) / "model.ckpt")
         distributed.barrier()
@@ -782,24 +794,27 @@ class AedMae(VadMethod):
                 out.append((v, int(ts.min()), int(ts.max()) + 1))
         return out
 
-    def select_score_weights(self, val_set: ClipDataset, bank: ObjectBank, *, copies: int = 3, step: float = 0.1,
-                             progress: bool = False) -> dict:
+    def select_score_weights(self, val_set: ClipDataset, bank: ObjectBank, *, scale: tuple[float, float] | None = None,
+                             copies: int = 3, step: float = 0.1, progress: bool = False) -> dict:
         """Choose the (teacher, student, classifier) weights on SYNTHETIC anomalies (no test labels).
 
         The held-out normal validation tail of every training video is scored clean and, `copies`
         times, with one object sequence of the bank pasted along one trajectory through the whole
-        tail (and its context frames), exactly like the training anomalies but with other random
-        draws. Every weight triple of the simplex grid (`step`) is scored by the frame-level AUC of
+        tail (and its context frames), like the training anomalies but with other random draws and
+        object heights drawn from `scale` (fractions of the frame height; None: ``paste.scale``, the
+        training pastes' sizes, which the classifier has learnt and which saturate the AUC; fit()
+        passes the size of the scene's own moving objects, see ``validation_paste_scale``). Every weight triple of the simplex grid (`step`) is scored by the frame-level AUC of
         pasted frames (object visible in frame t) against clean frames, on the standardised raw
         terms; the best one (ties: the closest to ``score_weights``) replaces ``score_weights`` in
         the config, and the threshold is recalibrated. Needs :meth:`_calibrate`'s statistics.
 
         Returns:
             {"weights", "auc", "configured_weights", "configured_auc", "grid_auc_range", "positives",
-            "negatives"}: a narrow ``grid_auc_range`` means the synthetic set barely tells the weights apart.
+            "negatives", "paste_scale"}: a narrow ``grid_auc_range`` means the synthetic set barely tells the weights apart.
         """
         cfg = self.config
         reach = max(abs(o) for o in cfg.frame_offsets) + cfg.map_filter[0] // 2
+        paste = replace(cfg.paste, probability=1.0, scale=tuple(scale) if scale is not None else cfg.paste.scale)
         clean, pasted = [], []
         for v, first, stop in self._validation_segments(val_set):
             frames = val_set.videos[v]
@@ -809,7 +824,7 @@ class AedMae(VadMethod):
                 rng = np.random.default_rng([cfg.seed, 4242, v, copy])
                 video = frames.copy()
                 video[a:b], masks = paste_object(frames[a:b], np.arange(a, b) - (first + stop) // 2, bank.sample(rng),
-                                                 rng, replace(cfg.paste, probability=1.0))
+                                                 rng, paste)
                 visible = masks[first - a:stop - a].reshape(stop - first, -1).max(axis=1) > 0
                 terms = self._frame_terms(video, first, stop)[0]
                 pasted.append({name: t[visible] for name, t in terms.items()})
@@ -831,7 +846,7 @@ class AedMae(VadMethod):
         self._set_threshold(clean)
         return {"weights": list(grid[best]), "auc": scores[best], "configured_weights": list(configured),
                 "configured_auc": auc(configured), "grid_auc_range": [min(scores), max(scores)],
-                "positives": int(labels.sum()), "negatives": int((1 - labels).sum())}
+                "positives": int(labels.sum()), "negatives": int((1 - labels).sum()), "paste_scale": list(paste.scale)}
 
     def _combine(self, terms: dict[str, np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
         """Raw per-frame score: sum_k w_k (term_k - mean_k) / std_k (validation statistics)."""
