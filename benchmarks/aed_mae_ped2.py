@@ -91,9 +91,11 @@ MASKING = {
     "unmasked": {"inference_mask_ratio": 0.0, "complementary_masks": False},
     "random": {"inference_mask_ratio": 0.5, "complementary_masks": False},
 }
+# (short, long) descriptions of the sizes of the validation objects that choose the weights
 SELECTION_TITLES = {
-    "scene": "scene's size (10th-90th percentile of the moving objects in the training videos; fit()'s default)",
-    "training": "training pastes' size (paste.scale)",
+    "scene": ("the scene's size", "the scene's size: 10th-90th percentile of the heights of the moving objects "
+                                  "in the training videos (the default of validation_paste_scale)"),
+    "training": ("the training pastes' size", "the training pastes' size (paste.scale)"),
 }
 MASKING_TITLES = {
     "complementary": "two complementary 50% masks (default)",
@@ -196,7 +198,7 @@ def aucs(method: AedMae, terms: dict, labels: dict, weights=None) -> dict:
 def weights_on_synthetic_validation(method: AedMae, train_refs, bank: ObjectBank) -> dict:
     """Score weights chosen on objects pasted into the held-out normal frames (no test labels),
     on a copy of the model (the committed configuration keeps the paper's weights), once per size
-    of the pasted objects: the scene's own moving objects (the default of fit()) and the
+    of the pasted objects: the scene's own moving objects (the default of validation_paste_scale) and the
     training pastes' sizes."""
     cfg = method.config
     frames = [resize_frames(load_frames(ref), cfg.input_size) for ref in train_refs]
@@ -276,7 +278,7 @@ def write_markdown(path: Path, r: dict) -> None:
     ]
     selections = r.get("weights_on_synthetic_validation") or {}
     for name, sel in selections.items():
-        lines.append(f"| weights chosen on synthetic validation anomalies of the {SELECTION_TITLES[name]} "
+        lines.append(f"| weights chosen on synthetic validation anomalies of {SELECTION_TITLES[name][0]} "
                      f"{tuple(sel['weights'])} (no test labels; see below) | {sel['test']['micro_auc']:.4f} | "
                      f"{sel['test']['macro_auc']:.4f} |")
     for name, t in r.get("masking_variants", {}).items():
@@ -298,7 +300,7 @@ def write_markdown(path: Path, r: dict) -> None:
                   "validation AUC: chosen / paper's (0.4, 0.3, 0.3) | range over the grid |", "|---|---|---|---|---|"]
         for name, sel in selections.items():
             low, high = sel["paste_scale"]
-            lines.append(f"| {SELECTION_TITLES[name]}: {low:.3f}-{high:.3f} | {sel['positives']} / {sel['negatives']} | "
+            lines.append(f"| {SELECTION_TITLES[name][1]}: {low:.3f}-{high:.3f} | {sel['positives']} / {sel['negatives']} | "
                          f"{tuple(sel['weights'])} | {sel['auc']:.4f} / {sel['configured_auc']:.4f} | "
                          f"{sel['grid_auc_range'][0]:.4f}-{sel['grid_auc_range'][1]:.4f} ({sel['grid_size']} weightings) |")
     loc = r.get("localisation")
