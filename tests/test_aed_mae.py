@@ -289,3 +289,12 @@ def test_fit_selects_weights_on_objects_of_the_scenes_size(tmp_path):
     assert 0 < expected[0] <= expected[1] < cfg.paste.scale[1]  # walkers are smaller than most training pastes
     assert tuple(method.config.score_weights) == tuple(report["weights"])
     assert AedMae.load(tmp_path / "run" / "model.ckpt").weight_selection_ == report
+
+
+def test_weight_selection_falls_back_to_the_training_size_on_a_static_scene():
+    static = np.repeat(render_scene(1, H, W, seed=3).frames, 20, axis=0)
+    method = AedMae(AedMaeConfig(**TINY, weight_selection="synthetic-validation"))
+    with pytest.warns(UserWarning, match="no moving object.*training pastes' size"):
+        assert method._validation_scale([static]) is None
+    training = AedMae(AedMaeConfig(**TINY, validation_paste_scale="training"))
+    assert training._validation_scale([render_scene(30, H, W, seed=3).frames]) is None

@@ -82,6 +82,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Sequence
@@ -627,7 +628,7 @@ class AedMae(VadMethod):
         if cfg.weight_selection == "synthetic-validation":
             if bank is None:
                 raise InputError(run_dir, "weight_selection='synthetic-validation' needs synthetic anomalies (paste.probability > 0)")
-            scale = scene_object_scale(frames, cfg.harvest) if cfg.validation_paste_scale == "scene" else None
+            scale = self._validation_scale(frames)
             self.weight_selection_ = self.select_score_weights(val_set, bank, scale=scale, progress=progress)
         if distributed.is_main():
             self.save(Path(run_dir) / "model.ckpt")
@@ -794,6 +795,16 @@ class AedMae(VadMethod):
                 out.append((v, int(ts.min()), int(ts.max()) + 1))
         return out
 
+    def _validation_scale(self, frames: Sequence[np.ndarray]) -> tuple[float, float] | None:
+        """Heights of the validation objects of select_score_weights (None: the training pastes')."""
+        if self.config.validation_paste_scale == "training":
+            return None
+        try:
+            return scene_object_scale(frames, self.config.harvest)
+        except InputError as error:  # a scene without moving objects: do not lose the trained model
+            warnings.warn(f"{error}; validation objects take the training pastes' size instead", stacklevel=2)
+            return None
+
     def select_score_weights(self, val_set: ClipDataset, bank: ObjectBank, *, scale: tuple[float, float] | None = None,
                              copies: int = 3, step: float = 0.1, progress: bool = False) -> dict:
         """Choose the (teacher, student, classifier) weights on SYNTHETIC anomalies (no test labels).
@@ -803,14 +814,16 @@ class AedMae(VadMethod):
         tail (and its context frames), like the training anomalies but with other random draws and
         object heights drawn from `scale` (fractions of the frame height; None: ``paste.scale``, the
         training pastes' sizes, which the classifier has learnt and which saturate the AUC; fit()
-        passes the size of the scene's own moving objects, see ``validation_paste_scale``). Every weight triple of the simplex grid (`step`) is scored by the frame-level AUC of
-        pasted frames (object visible in frame t) against clean frames, on the standardised raw
-        terms; the best one (ties: the closest to ``score_weights``) replaces ``score_weights`` in
-        the config, and the threshold is recalibrated. Needs :meth:`_calibrate`'s statistics.
+        passes the size of the scene's own moving objects, see ``validation_paste_scale``). Every
+        weight triple of the simplex grid (`step`) is scored by the frame-level AUC of pasted frames
+        (object visible in frame t) against clean frames, on the standardised raw terms; the best one
+        (ties: the closest to ``score_weights``) replaces ``score_weights`` in the config, and the
+        threshold is recalibrated. Needs :meth:`_calibrate`'s statistics.
 
         Returns:
             {"weights", "auc", "configured_weights", "configured_auc", "grid_auc_range", "positives",
-            "negatives", "paste_scale"}: a narrow ``grid_auc_range`` means the synthetic set barely tells the weights apart.
+            "negatives", "paste_scale"}: a narrow ``grid_auc_range`` means the synthetic set barely
+            tells the weights apart.
         """
         cfg = self.config
         reach = max(abs(o) for o in cfg.frame_offsets) + cfg.map_filter[0] // 2
