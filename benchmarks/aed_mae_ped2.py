@@ -195,11 +195,12 @@ def aucs(method: AedMae, terms: dict, labels: dict, weights=None) -> dict:
             "macro_videos": macro.num_videos_used}
 
 
-def weights_on_synthetic_validation(method: AedMae, train_refs, bank: ObjectBank) -> dict:
+def weights_on_synthetic_validation(method: AedMae, train_refs, bank: ObjectBank, terms: dict, labels: dict) -> dict:
     """Score weights chosen on objects pasted into the held-out normal frames (no test labels),
     on a copy of the model (the committed configuration keeps the paper's weights), once per size
-    of the pasted objects: the scene's own moving objects (the default of validation_paste_scale) and the
-    training pastes' sizes."""
+    of the pasted objects: the scene's own moving objects (the default of validation_paste_scale)
+    and the training pastes' sizes. Each report gets the test AUC of its weights ("test"), which is
+    reported, never used for the choice."""
     cfg = method.config
     frames = [resize_frames(load_frames(ref), cfg.input_size) for ref in train_refs]
     val_set = ClipDataset(frames, cfg.frame_offsets).split_tail(cfg.val_fraction)[1]
@@ -208,9 +209,19 @@ def weights_on_synthetic_validation(method: AedMae, train_refs, bank: ObjectBank
     for name, scale in scales.items():
         chosen = AedMae.__new__(AedMae)
         chosen.__dict__.update(method.__dict__)
-        reports[name] = {**chosen.select_score_weights(val_set, bank, scale=scale, progress=True),
-                         "grid_size": len(simplex_grid(0.1))}
+        report = chosen.select_score_weights(val_set, bank, scale=scale, progress=True)
+        reports[name] = {**report, "grid_size": len(simplex_grid(0.1)),
+                         "test": aucs(method, terms, labels, tuple(report["weights"]))}
     return reports
+
+
+def training_summary(method: AedMae, wall_time_s: float) -> dict:
+    """Training time and epochs of a run. The sum over the logged epochs is the whole training
+    even when it was resumed (the wall time then covers only the last, resumed part)."""
+    history = method.history_ or []
+    return {"wall_time_s": wall_time_s, "epoch_seconds_total": sum(h["seconds"] for h in history),
+            "teacher_epochs_run": sum(1 for h in history if h["stage"] == "teacher"),
+            "student_epochs_run": sum(1 for h in history if h["stage"] == "student")}
 
 
 def transductive_aucs(method: AedMae, terms: dict, labels: dict, temporal: TemporalFilter, weights) -> dict:
@@ -380,9 +391,7 @@ def main() -> None:
     located = localisation(main_method, test_refs, work / "runs" / "main" / f"localisation_{masking_of(cfg)}.json",
                            args.resume)
     print(f"[localisation] {located}", flush=True)
-    selection = weights_on_synthetic_validation(main_method, train_refs, bank)
-    for report in selection.values():
-        report["test"] = aucs(main_method, terms, labels, tuple(report["weights"]))
+    selection = weights_on_synthetic_validation(main_method, train_refs, bank, terms, labels)
     print(f"[weights on synthetic validation] {selection}", flush=True)
     masking_variants = {}
     for masking in MASKING:
@@ -401,17 +410,12 @@ def main() -> None:
         finer_cfg = finer_input_config(cfg, args.quick)
         finer_method, finer_seconds = train_or_load("finer_input", finer_cfg, train_refs, bank, work, args.resume)
         finer_terms, finer_fps = test_terms("finer_input", finer_method, test_refs, work, args.resume)
-        finer_history = finer_method.history_ or []
         finer = {"input": "x".join(map(str, finer_cfg.input_size)), **aucs(finer_method, finer_terms, labels),
                  "teacher_only": aucs(finer_method, finer_terms, labels, (1.0, 0.0, 0.0)),
                  "classifier_only": aucs(finer_method, finer_terms, labels, (0.0, 0.0, 1.0)),
-                 "wall_time_s": finer_seconds, "epoch_seconds_total": sum(h["seconds"] for h in finer_history),
-                 "teacher_epochs_run": sum(1 for h in finer_history if h["stage"] == "teacher"),
-                 "student_epochs_run": sum(1 for h in finer_history if h["stage"] == "student"),
-                 "scoring_fps": finer_fps,
-                 "weights_on_synthetic_validation": weights_on_synthetic_validation(finer_method, train_refs, bank)}
-        for report in finer["weights_on_synthetic_validation"].values():
-            report["test"] = aucs(finer_method, finer_terms, labels, tuple(report["weights"]))
+                 **training_summary(finer_method, finer_seconds), "scoring_fps": finer_fps,
+                 "weights_on_synthetic_validation": weights_on_synthetic_validation(finer_method, train_refs, bank,
+                                                                                    finer_terms, labels)}
         print(f"[finer input] {finer}", flush=True)
     full = "main schedule (same model)"
     ablations = [
@@ -453,13 +457,7 @@ def main() -> None:
         "main": main_scores, "masking": masking_of(cfg), "masking_variants": masking_variants, "finer_input": finer,
         "transductive": transductive, "ablations": ablations,
         "weights_on_synthetic_validation": selection, "localisation": located,
-        "training": {"wall_time_s": train_seconds,
-                     # Sum over the logged epochs: the whole training even when it was resumed (the
-                     # wall time above then covers only the last, resumed part).
-                     "epoch_seconds_total": sum(h["seconds"] for h in history),
-                     "teacher_epochs_run": sum(1 for h in history if h["stage"] == "teacher"),
-                     "student_epochs_run": sum(1 for h in history if h["stage"] == "student"),
-                     "history": history},
+        "training": {**training_summary(main_method, train_seconds), "history": history},
         "scoring_fps": scoring_fps, "speed": speed, "threshold": main_method.threshold_,
         "score_stats": main_method.score_stats_,
         "benchmark_wall_time_s": time.perf_counter() - started,
