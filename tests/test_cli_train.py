@@ -26,6 +26,58 @@ def test_train_writes_model_scores_and_metrics(custom_dataset, tmp_path):
     assert metrics["method"]["name"] == "aed-mae" and "gaussian" in metrics["method"]["temporal_filter"]
 
 
+@pytest.fixture(scope="module")
+def tiny_model(custom_dataset, tmp_path_factory):
+    """A tiny AED-MAE trained by `vadistill train` (no synthetic anomalies, no evaluation)."""
+    torch.set_num_threads(1)
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    argv = ["--quiet", "train", "aed-mae", "--dataset", "custom", "--root", str(custom_dataset),
+            "--run-dir", str(run_dir), "--no-eval"] + [arg for pair in TINY for arg in ("--set", pair)]
+    assert cli.main(argv) == 0
+    return run_dir / "model.ckpt"
+
+
+def test_rescore_changes_scoring_without_retraining(custom_dataset, tiny_model, tmp_path):
+    from vadistill.methods.aed_mae import AedMae
+
+    base = ["--quiet", "rescore", str(tiny_model), "--dataset", "custom", "--root", str(custom_dataset)]
+    # fixed weights and unmasked inference: recalibrated, saved, evaluated
+    fixed = tmp_path / "fixed"
+    assert cli.main(base + ["--out", str(fixed), "--set", "score_weights=[0.0,0.0,1.0]",
+                            "--set", "inference_mask_ratio=0"]) == 0
+    summary = json.loads((fixed / "rescore.json").read_text())
+    assert summary["changes"] == {"score_weights": [0.0, 0.0, 1.0], "inference_mask_ratio": 0}
+    original, rescored = AedMae.load(tiny_model), AedMae.load(fixed / "model.ckpt")
+    assert rescored.config.inference_mask_ratio == 0 and tuple(rescored.config.score_weights) == (0.0, 0.0, 1.0)
+    assert rescored.score_stats_["teacher"] != original.score_stats_["teacher"]  # recalibrated unmasked
+    assert len(json.loads((fixed / "scores.json").read_text())["cart"]) == 30
+    # weights chosen on synthetic validation: the model trained without pastes, so objects are
+    # harvested from the training videos for the choice
+    chosen = tmp_path / "chosen"
+    assert cli.main(base + ["--out", str(chosen), "--no-eval", "--set", "weight_selection=synthetic-validation",
+                            "--set", "validation_paste_scale=training"]) == 0
+    report = json.loads((chosen / "rescore.json").read_text())["weight_selection"]
+    loaded = AedMae.load(chosen / "model.ckpt")
+    assert report["positives"] > 0 and report["paste_scale"] == list(loaded.config.paste.scale)
+    assert abs(sum(report["weights"]) - 1) < 1e-9 and not (chosen / "scores.json").exists()
+    assert list(loaded.config.score_weights) == report["weights"] and loaded.weight_selection_ == report
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["embed_dim=8"], "embed_dim need(s) retraining"),
+    (["weight_selection=synthetic-validation", "score_weights=[0.5,0.5,0.0]"], "weight_selection='fixed'"),
+    (["score_weights=[1,2]"], "score_weights"),
+])
+def test_rescore_refuses_training_settings_in_one_line(custom_dataset, tiny_model, tmp_path, capsys,
+                                                       overrides, expected):
+    argv = ["rescore", str(tiny_model), "--dataset", "custom", "--root", str(custom_dataset),
+            "--out", str(tmp_path / "out")] + [arg for pair in overrides for arg in ("--set", pair)]
+    code = cli.main(argv)
+    error = capsys.readouterr().err.strip()
+    assert code == EXIT_USER_ERROR and expected in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
 @pytest.mark.parametrize("override, expected", [("no_such_field=1", "no_such_field"), ("patch_size=7", "multiple")])
 def test_bad_configuration_is_one_line_exit_2(custom_dataset, tmp_path, capsys, override, expected):
     code = cli.main(["train", "aed-mae", "--dataset", "custom", "--root", str(custom_dataset),

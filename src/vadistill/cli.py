@@ -168,6 +168,47 @@ def evaluate_method(method, dataset, run_dir: Path, progress: bool = True) -> di
     return result
 
 
+def run_rescore(args: argparse.Namespace) -> int:
+    """A trained model with other scoring settings (no retraining): recalibrated on the held-out
+    tail of the dataset's NORMAL training videos, saved as a new model, then evaluated."""
+    from dataclasses import fields
+
+    from vadistill.config import apply_overrides, build_config
+    from vadistill.data.pseudo import ObjectBank
+    from vadistill.io.atomic import atomic_write_text
+    from vadistill.runtime.model import load_method
+
+    method = load_method(args.model)
+    if not hasattr(method, "with_scoring"):
+        raise InputError(args.model, f"{method.name} has no scoring settings that change without retraining "
+                                     "(rescore handles aed-mae)")
+    values = apply_overrides(method.config.to_dict(), args.set or [])
+    config = build_config(type(method.config).from_dict, values, "--set")
+    changes = {f.name: getattr(config, f.name) for f in fields(config)
+               if getattr(config, f.name) != getattr(method.config, f.name)}
+    retrain = sorted(set(changes) - set(method.SCORING_FIELDS))
+    if retrain:
+        raise InputError("--set", f"{', '.join(retrain)} need(s) retraining; rescore changes only "
+                                  f"{', '.join(method.SCORING_FIELDS)}")
+    dataset = load_named_dataset(args.dataset, args.root, args.option)
+    bank = ObjectBank.from_folder(args.bank) if args.bank else None
+    try:
+        rescored = method.with_scoring(dataset.train, object_bank=bank, progress=not args.quiet, **changes)
+    except ValueError as error:
+        raise InputError("--set", str(error)) from None
+    out = Path(args.out or f"{Path(args.model).resolve().parent}-rescored")
+    out.mkdir(parents=True, exist_ok=True)
+    rescored.save(out / "model.ckpt")
+    summary = {"model": str(args.model), "changes": changes, "score_weights": list(rescored.config.score_weights),
+               "weight_selection": rescored.weight_selection_, "threshold": rescored.threshold_}
+    atomic_write_text(out / "rescore.json", json.dumps(summary, indent=2, default=str) + "\n")
+    print(json.dumps(summary, indent=2, default=str))
+    print(f"model written to {out / 'model.ckpt'}")
+    if not args.no_eval:
+        evaluate_method(rescored, dataset, out, progress=not args.quiet)
+    return 0
+
+
 def read_finished_scores(path: Path) -> dict[str, list[float]]:
     """The per-video scores an interrupted `train` already wrote ({} when there are none)."""
     if not path.exists():
@@ -261,6 +302,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-eval", action="store_true", help="do not score the test set after training")
     train.add_argument("--features", help="dakd: folder with one subfolder of snippet features per backbone")
     train.set_defaults(handler=run_train)
+
+    rescore = verbs.add_parser("rescore", help="a trained model with other scoring settings (masking, weights, "
+                                               "filters; no retraining), recalibrated and evaluated")
+    rescore.add_argument("model", help="model.ckpt written by `vadistill train` (aed-mae)")
+    rescore.add_argument("--dataset", required=True, help="the benchmark the model was trained on (ped2, avenue, ...): "
+                         "its normal training videos recalibrate the scores, its test set is evaluated")
+    rescore.add_argument("--root", help="dataset folder (default: <data root>/<name>)")
+    rescore.add_argument("--option", action="append", help="dataset loader option key=value (repeatable)")
+    rescore.add_argument("--set", action="append", metavar="KEY=VALUE",
+                         help="scoring setting to change (repeatable), e.g. score_weights=[0.2,0.0,0.8], "
+                              "weight_selection=synthetic-validation, inference_mask_ratio=0")
+    rescore.add_argument("--bank", help="object-bank folder for weight_selection=synthetic-validation "
+                                        "(default: objects harvested from the training videos)")
+    rescore.add_argument("--out", help="output folder (default: <model folder>-rescored)")
+    rescore.add_argument("--no-eval", action="store_true", help="do not score the test set")
+    rescore.set_defaults(handler=run_rescore)
 
     from vadistill.backbones.extract import add_extract_arguments
 

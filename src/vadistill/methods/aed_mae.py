@@ -75,7 +75,8 @@ Departures from the paper (and from the authors' code), and why:
   validation objects take the size of the scene's own moving objects (``validation_paste_scale``,
   measured by background subtraction on the training footage) rather than the training pastes'
   sizes: on Ped2 the training-size pastes were found by almost every weighting (AUC 0.99), so they
-  could not tell the weightings apart.
+  could not tell the weightings apart. ``vadistill rescore`` (:meth:`AedMae.with_scoring`) makes the
+  same choice, or any other scoring change, on an already trained model.
 """
 
 from __future__ import annotations
@@ -626,10 +627,10 @@ class AedMae(VadMethod):
         self.history_ = history
         self._calibrate(val_set)
         if cfg.weight_selection == "synthetic-validation":
-            if bank is None:
-                raise InputError(run_dir, "weight_selection='synthetic-validation' needs synthetic anomalies (paste.probability > 0)")
-            scale = self._validation_scale(frames)
-            self.weight_selection_ = self.select_score_weights(val_set, bank, scale=scale, progress=progress)
+            try:
+                self._choose_score_weights(frames, names, val_set, bank, progress)
+            except InputError as error:  # nothing to paste or nothing visible: keep the trained model
+                warnings.warn(f"{error}; scoring keeps the configured weights {tuple(cfg.score_weights)}", stacklevel=2)
         if distributed.is_main():
             self.save(Path(run_dir) / "model.ckpt")
         distributed.barrier()
@@ -637,13 +638,17 @@ class AedMae(VadMethod):
 
     # Settings that only change how a trained network is scored (no retraining needed).
     SCORING_FIELDS = ("inference_mask_ratio", "complementary_masks", "error", "map_filter", "score_weights",
-                      "score_norm", "temporal_filter", "threshold_quantile", "inference_batch_size")
+                      "score_norm", "temporal_filter", "threshold_quantile", "inference_batch_size",
+                      "weight_selection", "validation_paste_scale")
 
-    def with_scoring(self, train_videos: Sequence[VideoLike], **changes) -> "AedMae":
+    def with_scoring(self, train_videos: Sequence[VideoLike], *, object_bank: ObjectBank | None = None,
+                     progress: bool = False, **changes) -> "AedMae":
         """A copy of this trained model with other scoring settings, recalibrated (no retraining).
 
         The validation statistics and threshold depend on the scoring settings, so they are
         measured again on the held-out tail of the NORMAL training videos (as at the end of `fit`).
+        With ``weight_selection="synthetic-validation"`` the score weights are chosen again too, on
+        objects of `object_bank` (None: objects harvested from `train_videos`, as `fit` does).
 
         Example: ``AedMae.load(path).with_scoring(train_videos, complementary_masks=False, inference_mask_ratio=0)``.
         """
@@ -651,13 +656,33 @@ class AedMae(VadMethod):
         unknown = sorted(set(changes) - set(self.SCORING_FIELDS))
         if unknown:
             raise ValueError(f"not scoring settings (they need retraining): {unknown}")
+        config = replace(self.config, **changes)
+        if "score_weights" in changes and config.weight_selection == "synthetic-validation":
+            raise ValueError("score_weights are chosen by weight_selection='synthetic-validation'; "
+                             "pass weight_selection='fixed' to score with the given weights")
         copy = AedMae.__new__(AedMae)
         copy.__dict__.update(self.__dict__)
-        copy.config = replace(self.config, **changes)
+        copy.config = config
         copy._cache = FrameCache()
-        frames = [copy._cache.get(v, copy.config.input_size) for v in train_videos]
-        copy._calibrate(ClipDataset(frames, copy.config.frame_offsets).split_tail(copy.config.val_fraction)[1])
+        frames = [copy._cache.get(v, config.input_size) for v in train_videos]
+        val_set = ClipDataset(frames, config.frame_offsets).split_tail(config.val_fraction)[1]
+        copy._calibrate(val_set)
+        copy.weight_selection_ = None
+        if config.weight_selection == "synthetic-validation":
+            copy._choose_score_weights(frames, [video_name(v) for v in train_videos], val_set, object_bank, progress)
         return copy
+
+    def _choose_score_weights(self, frames: Sequence[np.ndarray], names: Sequence[str], val_set: ClipDataset,
+                              bank: ObjectBank | None, progress: bool) -> None:
+        """weight_selection="synthetic-validation" (fit and with_scoring): objects of `bank` (None:
+        harvested from the training frames) pasted at the size ``validation_paste_scale`` names."""
+        if bank is None:
+            bank = ObjectBank.harvest(frames, config=self.config.harvest, names=names,
+                                      description="harvested from the training videos")
+        if len(bank) == 0:
+            raise InputError("weight_selection", f"the object bank ({bank.description}) holds no object to paste")
+        self.weight_selection_ = self.select_score_weights(val_set, bank, scale=self._validation_scale(frames),
+                                                           progress=progress)
 
     def _batches(self, dataset: ClipDataset, bank: ObjectBank | None, *, epoch: int, stage: int, shuffle: bool):
         """Batches of one epoch; all randomness derives from (seed, stage, epoch)."""
