@@ -415,6 +415,26 @@ def _score_batch_one_broken(case_dir: Path, workshop: Workshop) -> Invocation:
                       forbidden=(out / "broken.scores.json", out / "broken.scores.csv"), watched=(out,))
 
 
+def _rescore(case_dir: Path, workshop: Workshop, bank: Path, **checks) -> Invocation:
+    """`rescore` choosing the score weights on objects of `bank` (a broken object-bank folder)."""
+    root = make_custom(case_dir / "custom")
+    out = case_dir / "rescored"
+    argv = ["--quiet", "rescore", str(workshop.model()), "--dataset", "custom", "--root", str(root), "--out", str(out),
+            "--set", "weight_selection=synthetic-validation", "--bank", str(bank)]
+    return Invocation(argv, forbidden=(out / "model.ckpt", out / "scores.json"), watched=(case_dir,), **checks)
+
+
+def _bank_missing(case_dir: Path, workshop: Workshop) -> Invocation:
+    bank = case_dir / "no-bank"
+    return _rescore(case_dir, workshop, bank, names=str(bank), mentions="no such object-bank folder")
+
+
+def _bank_image_corrupt(case_dir: Path, workshop: Workshop) -> Invocation:
+    bank = case_dir / "bank"
+    image = random_bytes(bank / "0000" / "0.png", size=512)
+    return _rescore(case_dir, workshop, bank, names=str(image), mentions="could not be read as an image")
+
+
 def _prepare(archive: Path, case_dir: Path, **checks) -> Invocation:
     data_root = case_dir / "datasets"
     return Invocation(["--quiet", "data", "prepare", "custom", "--source", str(archive), "--data-root", str(data_root)],
@@ -507,6 +527,9 @@ CASES: list[BadInputCase] = [
                  _run_config_corrupt),
     BadInputCase("checkpoint-malicious-pickle", "a checkpoint whose pickle would run a shell command", ERROR,
                  _checkpoint_malicious),
+    # object banks (`vadistill rescore --bank`, the synthetic anomalies of weight selection)
+    BadInputCase("bank-missing", "rescore --bank naming a folder that does not exist", ERROR, _bank_missing),
+    BadInputCase("bank-image-corrupt", "an object bank whose only image is random bytes", ERROR, _bank_image_corrupt),
     # streams and batches
     BadInputCase("stream-unreachable", "an RTSP URL nobody serves", ERROR, _stream_unreachable),
     BadInputCase("score-batch-one-broken", "score a good video and a file of random bytes", SKIP, _score_batch_one_broken),
