@@ -50,7 +50,12 @@ def test_rescore_changes_scoring_without_retraining(custom_dataset, tiny_model, 
     original, rescored = AedMae.load(tiny_model), AedMae.load(fixed / "model.ckpt")
     assert rescored.config.inference_mask_ratio == 0 and tuple(rescored.config.score_weights) == (0.0, 0.0, 1.0)
     assert rescored.score_stats_["teacher"] != original.score_stats_["teacher"]  # recalibrated unmasked
-    assert len(json.loads((fixed / "scores.json").read_text())["cart"]) == 30
+    first_scores = json.loads((fixed / "scores.json").read_text())["cart"]
+    assert len(first_scores) == 30
+    # again into the same folder with other weights: the earlier test scores are not reused
+    assert cli.main(base + ["--out", str(fixed), "--set", "score_weights=[1.0,0.0,0.0]",
+                            "--set", "inference_mask_ratio=0"]) == 0
+    assert json.loads((fixed / "scores.json").read_text())["cart"] != first_scores
     # weights chosen on synthetic validation: the model trained without pastes, so objects are
     # harvested from the training videos for the choice
     chosen = tmp_path / "chosen"

@@ -198,10 +198,14 @@ def run_rescore(args: argparse.Namespace) -> int:
         raise InputError("--set", str(error)) from None
     out = Path(args.out or f"{Path(args.model).resolve().parent}-rescored")
     out.mkdir(parents=True, exist_ok=True)
-    rescored.save(out / "model.ckpt")
     summary = {"model": str(args.model), "changes": changes, "score_weights": list(rescored.config.score_weights),
                "weight_selection": rescored.weight_selection_, "threshold": rescored.threshold_}
-    atomic_write_text(out / "rescore.json", json.dumps(summary, indent=2, default=str) + "\n")
+    text = json.dumps(summary, indent=2, default=str) + "\n"
+    previous = out / "rescore.json"
+    if not previous.exists() or previous.read_text() != text:  # another model: its test scores are stale
+        (out / "scores.json").unlink(missing_ok=True)
+    rescored.save(out / "model.ckpt")
+    atomic_write_text(previous, text)
     print(json.dumps(summary, indent=2, default=str))
     print(f"model written to {out / 'model.ckpt'}")
     if not args.no_eval:
