@@ -298,3 +298,16 @@ def test_weight_selection_falls_back_to_the_training_size_on_a_static_scene():
         assert method._validation_scale([static]) is None
     training = AedMae(AedMaeConfig(**TINY, validation_paste_scale="training"))
     assert training._validation_scale([render_scene(30, H, W, seed=3).frames]) is None
+
+
+def test_fit_keeps_the_trained_model_when_weight_selection_has_nothing_to_paste(tmp_path):
+    """No synthetic anomalies in training and a static scene: the objects for the weight choice are
+    harvested from the training videos, none is found, and the model is kept with its configured weights."""
+    static = [np.repeat(render_scene(1, H, W, seed=s).frames, 24, axis=0) for s in (3, 4)]
+    cfg = AedMaeConfig(**TINY, teacher_epochs=1, student_epochs=1, max_steps_per_epoch=1, batch_size=8,
+                       map_filter=(3, 3, 3), paste=PasteConfig(probability=0.0), weight_selection="synthetic-validation")
+    with pytest.warns(UserWarning, match="holds no object to paste; scoring keeps the configured weights"):
+        method = AedMae(cfg).fit(static, run_dir=tmp_path / "run", progress=False)
+    loaded = AedMae.load(tmp_path / "run" / "model.ckpt")
+    assert loaded.weight_selection_ is None and tuple(loaded.config.score_weights) == (0.4, 0.3, 0.3)
+    assert np.isfinite(method.threshold_)
