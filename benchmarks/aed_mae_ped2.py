@@ -56,8 +56,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from vadistill import metrics
 from localisation import localisation  # benchmarks/localisation.py (this script's folder is on sys.path)
 from vadistill.data.benchmarks import load_ped2
-from vadistill.data.clips import ClipDataset, load_frames, resize_frames
-from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig, scene_object_scale
+from vadistill.data.clips import load_frames
+from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig
 from vadistill.methods.aed_mae import AedMae, AedMaeConfig, AedMaeNet, AedMaeScorer, count_parameters, simplex_grid
 from vadistill.provenance import command_line, describe_machine, git_revision, machine_info
 from vadistill.scoring import TemporalFilter, official_filter
@@ -131,9 +131,9 @@ def finer_input_config(cfg: AedMaeConfig, quick: bool) -> AedMaeConfig:
 
 def paper_input_config(cfg: AedMaeConfig, quick: bool) -> AedMaeConfig:
     """The main configuration at the paper's input, 320x640 (Ped2's 3:2 frames stretched to 1:2, as the
-    authors do): 20x40 = 800 tokens, one 16x16 token covers 12x9 native pixels. One training step of
-    16 samples costs about 1.9 s on 2 cores (3.6x the 224x336 step), so this run takes about 5 hours
-    and is trained only with --paper-input (resumable across invocations with --resume)."""
+    authors do): 20x40 = 800 tokens, one 16x16 token covers 12x9 native pixels. It costs 2.7x the
+    FLOPs of the 224x336 run (hours on 2 cores; the results file gives its training time), so it is
+    trained only with --paper-input (resumable across invocations with --resume)."""
     return replace(cfg, input_size=(128, 256) if quick else PAPER_SIZE)
 
 
@@ -208,21 +208,17 @@ def aucs(method: AedMae, terms: dict, labels: dict, weights=None) -> dict:
 
 def weights_on_synthetic_validation(method: AedMae, train_refs, bank: ObjectBank, terms: dict, labels: dict) -> dict:
     """Score weights chosen on objects pasted into the held-out normal frames (no test labels),
-    on a copy of the model (the committed configuration keeps the paper's weights), once per size
-    of the pasted objects: the scene's own moving objects (the default of validation_paste_scale)
-    and the training pastes' sizes. Each report gets the test AUC of its weights ("test"), which is
-    reported, never used for the choice."""
-    cfg = method.config
-    frames = [resize_frames(load_frames(ref), cfg.input_size) for ref in train_refs]
-    val_set = ClipDataset(frames, cfg.frame_offsets).split_tail(cfg.val_fraction)[1]
-    scales = {"scene": scene_object_scale(frames, cfg.harvest), "training": None}
+    through the path `vadistill rescore` runs (``AedMae.with_scoring``; the committed configuration
+    keeps the paper's weights), once per size of the pasted objects: the scene's own moving objects
+    (the default of validation_paste_scale) and the training pastes' sizes. Each report gets the
+    test AUC of its weights ("test"), which is reported, never used for the choice."""
     reports = {}
-    for name, scale in scales.items():
-        chosen = AedMae.__new__(AedMae)
-        chosen.__dict__.update(method.__dict__)
-        report = chosen.select_score_weights(val_set, bank, scale=scale, progress=True)
-        reports[name] = {**report, "grid_size": len(simplex_grid(0.1)),
-                         "test": aucs(method, terms, labels, tuple(report["weights"]))}
+    for scale in ("scene", "training"):
+        chosen = method.with_scoring(train_refs, object_bank=bank, progress=True,
+                                     weight_selection="synthetic-validation", validation_paste_scale=scale)
+        report = chosen.weight_selection_
+        reports[scale] = {**report, "grid_size": len(simplex_grid(0.1)),
+                          "test": aucs(method, terms, labels, tuple(report["weights"]))}
     return reports
 
 
