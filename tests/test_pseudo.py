@@ -91,13 +91,16 @@ def test_grey_clips_get_grey_objects():
     assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
 
 
-def test_bank_folder_round_trip_and_mask_pairs(tmp_path):
+def test_bank_folder_round_trip_and_mask_pairs(tmp_path, monkeypatch):
     bank = ObjectBank.harvest([moving_blobs()], config=HarvestConfig(min_track_length=7))
     bank.save(tmp_path / "bank")
     loaded = ObjectBank.from_folder(tmp_path / "bank")
     assert len(loaded) == len(bank)
     assert np.array_equal(loaded[0].frames[0], bank[0].frames[0])
     assert np.array_equal(loaded[0].masks[0], bank[0].masks[0])
+    # a run records the description and resume compares it: the same folder by a relative path reads the same
+    monkeypatch.chdir(tmp_path)
+    assert ObjectBank.from_folder("bank").description == loaded.description
     # the image + <k>_mask.png layout
     seq = tmp_path / "pairs" / "walker"
     seq.mkdir(parents=True)

@@ -283,7 +283,8 @@ class ObjectBank:
                 sequences.append(ObjectSequence(tuple(crops), tuple(masks), f"{root.name}/{folder.name}"))
         if not sequences:
             raise InputError(root, "no object sequence found (expected <root>/<sequence>/<k>.png)")
-        return cls(sequences, f"loaded from {root}")
+        # absolute: a run records this description and resume compares it, so it must not depend on the cwd
+        return cls(sequences, f"loaded from {root.absolute()}")
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the bank as ``<path>/<NNNN>/<k>.png`` RGBA images (readable by from_folder)."""
