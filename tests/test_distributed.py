@@ -44,8 +44,16 @@ def vadistill_args(*args: str) -> list[str]:
     return ["-m", "vadistill.cli", "--quiet", *args]
 
 
+# A gloo worker now and then aborts while its process exits, after the work is done (seen twice in
+# about ten runs on 2026-11-21, torch 2.13 CPU; not reproduced alone). One clean rerun is required then.
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
 def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True, timeout=600)
+    for _ in range(2):
+        result = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True, timeout=600)
+        if result.returncode == 0 or TEARDOWN_ABORT not in result.stderr:
+            break
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return result
 
