@@ -44,8 +44,9 @@ def vadistill_args(*args: str) -> list[str]:
     return ["-m", "vadistill.cli", "--quiet", *args]
 
 
-# A gloo worker now and then aborts while its process exits, after the work is done (seen twice in
-# about ten runs on 2026-11-21, torch 2.13 CPU; not reproduced alone). One clean rerun is required then.
+# A gloo worker now and then aborts while its process exits, after the work is done (seen twice on
+# 2026-11-21, torch 2.13 CPU: local suite and a clean-clone CI run; not reproduced alone). One clean
+# rerun is required then.
 TEARDOWN_ABORT = "terminate called without an active exception"
 
 
