@@ -46,6 +46,7 @@ import argparse
 import json
 import tarfile
 import time
+from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -56,7 +57,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from vadistill import metrics
 from localisation import localisation  # benchmarks/localisation.py (this script's folder is on sys.path)
 from vadistill.data.benchmarks import load_ped2
-from vadistill.data.clips import load_frames
+from vadistill.data.clips import ClipDataset, load_frames
 from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig
 from vadistill.methods.aed_mae import AedMae, AedMaeConfig, AedMaeNet, AedMaeScorer, count_parameters, simplex_grid
 from vadistill.provenance import command_line, describe_machine, git_revision, machine_info
@@ -100,6 +101,8 @@ SELECTION_TITLES = {
                                   "in the training videos (the default of validation_paste_scale)"),
     "training": ("the training pastes' size", "the training pastes' size (paste.scale)"),
 }
+PIXEL_NORM_TITLES = {True: "per-pixel normalised error maps (pixel_norm, default)",
+                     False: "raw error maps (the paper's; this toolkit's default before pixel_norm)"}
 MASKING_TITLES = {
     "complementary": "two complementary 50% masks (default)",
     "unmasked": "unmasked (this toolkit's earlier default)",
@@ -113,12 +116,24 @@ def masking_of(cfg: AedMaeConfig) -> str:
     return "complementary" if cfg.complementary_masks else "random"
 
 
-def scored_with(method: AedMae, masking: str, train_refs) -> AedMae:
-    """The trained model scored with `masking`, recalibrated on its normal validation frames if it changes."""
-    if masking_of(method.config) == masking:
+def scoring_tag(cfg: AedMaeConfig) -> str:
+    """Name of a scoring in cache files: the inference masking, plus "_pixel_norm" with per-pixel
+    standardised error maps (files of runs scored before pixel_norm keep their names)."""
+    return masking_of(cfg) + ("_pixel_norm" if cfg.pixel_norm else "")
+
+
+def scored_with(method: AedMae, train_refs, **settings) -> AedMae:
+    """The trained model scored with `settings` (AedMaeConfig scoring fields), recalibrated on its
+    training videos if any differs (checkpoints trained before a default changed)."""
+    if all(getattr(method.config, key) == value for key, value in settings.items()):
         return method
-    print(f"recalibrating for {masking} inference masking", flush=True)
-    return method.with_scoring(train_refs, **MASKING[masking])
+    print(f"recalibrating for {settings}", flush=True)
+    return method.with_scoring(train_refs, **settings)
+
+
+def scored_like(method: AedMae, cfg: AedMaeConfig, train_refs) -> AedMae:
+    """The trained model scored with the inference masking and pixel normalisation of `cfg`."""
+    return scored_with(method, train_refs, **MASKING[masking_of(cfg)], pixel_norm=cfg.pixel_norm)
 
 
 def finer_input_config(cfg: AedMaeConfig, quick: bool) -> AedMaeConfig:
@@ -184,7 +199,7 @@ def train_or_load(name: str, cfg: AedMaeConfig, train_refs, bank, work: Path, re
 def test_terms(name: str, method: AedMae, test_refs, work: Path, resume: bool) -> tuple[dict, float]:
     """Raw score terms of every test video (cached in the run folder, per inference masking) and
     scoring FPS end to end."""
-    cache = work / "runs" / name / f"test_terms_{masking_of(method.config)}.npz"
+    cache = work / "runs" / name / f"test_terms_{scoring_tag(method.config)}.npz"
     if resume and cache.exists():
         with np.load(cache) as data:
             terms = {v.name: {k: data[f"{v.name}/{k}"] for k in ("teacher", "student", "classifier")} for v in test_refs}
@@ -206,20 +221,57 @@ def aucs(method: AedMae, terms: dict, labels: dict, weights=None) -> dict:
             "macro_videos": macro.num_videos_used}
 
 
-def weights_on_synthetic_validation(method: AedMae, train_refs, bank: ObjectBank, terms: dict, labels: dict) -> dict:
+def weights_on_synthetic_validation(method: AedMae, train_refs, bank: ObjectBank, terms: dict, labels: dict,
+                                    scales=("scene", "training")) -> dict:
     """Score weights chosen on objects pasted into the held-out normal frames (no test labels),
     through the path `vadistill rescore` runs (``AedMae.with_scoring``; the committed configuration
     keeps the paper's weights), once per size of the pasted objects: the scene's own moving objects
     (the default of validation_paste_scale) and the training pastes' sizes. Each report gets the
     test AUC of its weights ("test"), which is reported, never used for the choice."""
     reports = {}
-    for scale in ("scene", "training"):
+    for scale in scales:
         chosen = method.with_scoring(train_refs, object_bank=bank, progress=True,
                                      weight_selection="synthetic-validation", validation_paste_scale=scale)
         report = chosen.weight_selection_
         reports[scale] = {**report, "grid_size": len(simplex_grid(0.1)),
                           "test": aucs(method, terms, labels, tuple(report["weights"]))}
     return reports
+
+
+def single_terms(method: AedMae, terms: dict, labels: dict) -> dict:
+    """Frame AUC of each term alone (standardised like the mix, same temporal filter)."""
+    return {name: aucs(method, terms, labels, tuple(float(k == i) for k in range(3)))
+            for i, name in enumerate(("teacher", "student", "classifier"))}
+
+
+def peak_concentration(method: AedMae, train_refs) -> dict:
+    """Where the teacher's frame term comes from on NORMAL frames (no test data): the share of the
+    held-out validation frames whose filtered teacher map peaks in the most common token cell.
+    Near 1: one fixed spot, not the objects, sets the frame term."""
+    cfg = method.config
+    frames = [method._cache.get(v, cfg.input_size) for v in train_refs]
+    val_set = ClipDataset(frames, cfg.frame_offsets).split_tail(cfg.val_fraction)[1]
+    cells = []
+    for v, first, stop in method._validation_segments(val_set):
+        maps = method._frame_terms(val_set.videos[v], first, stop, keep_maps=True)[1]["teacher"]  # (T, H, W)
+        rows, cols = np.unravel_index(maps.reshape(len(maps), -1).argmax(axis=1), maps.shape[1:])
+        cells += list(zip((rows // cfg.patch_size).tolist(), (cols // cfg.patch_size).tolist()))
+    (row, col), count = Counter(cells).most_common(1)[0]
+    return {"share": count / len(cells), "cell": [row, col], "frames": len(cells),
+            "grid": [cfg.input_size[0] // cfg.patch_size, cfg.input_size[1] // cfg.patch_size]}
+
+
+def raw_error_maps(name: str, method: AedMae, train_refs, test_refs, bank: ObjectBank, labels: dict,
+                   work: Path, resume: bool) -> dict:
+    """The same model scored with the paper's raw error maps (``pixel_norm=False``, this toolkit's
+    earlier default): paper weights, single terms, weights chosen on synthetic validation anomalies
+    of the scene's size, and where the teacher's frame term peaks on normal frames."""
+    raw = scored_with(method, train_refs, pixel_norm=False)
+    terms, _ = test_terms(name, raw, test_refs, work, resume)
+    return {**aucs(raw, terms, labels), "single_terms": single_terms(raw, terms, labels),
+            "weights_on_synthetic_validation": weights_on_synthetic_validation(raw, train_refs, bank, terms, labels,
+                                                                               scales=("scene",)),
+            "peak_concentration": peak_concentration(raw, train_refs)}
 
 
 def training_summary(method: AedMae, wall_time_s: float) -> dict:
@@ -237,13 +289,16 @@ def input_run(name: str, cfg: AedMaeConfig, train_refs, test_refs, bank: ObjectB
     frame AUC with the paper's weights, single terms, weights chosen on synthetic validation,
     localisation, training time and end-to-end scoring rate."""
     method, seconds = train_or_load(name, cfg, train_refs, bank, work, resume)
+    method = scored_like(method, cfg, train_refs)
     terms, fps = test_terms(name, method, test_refs, work, resume)
     entry = {"input": "x".join(map(str, cfg.input_size)), **aucs(method, terms, labels),
-             "teacher_only": aucs(method, terms, labels, (1.0, 0.0, 0.0)),
-             "classifier_only": aucs(method, terms, labels, (0.0, 0.0, 1.0)),
+             "single_terms": single_terms(method, terms, labels),
              **training_summary(method, seconds), "scoring_fps": fps,
              "weights_on_synthetic_validation": weights_on_synthetic_validation(method, train_refs, bank, terms, labels),
-             "localisation": localisation(method, test_refs, work / "runs" / name / f"localisation_{masking_of(cfg)}.json",
+             "peak_concentration": peak_concentration(method, train_refs),
+             "raw_error_maps": raw_error_maps(name, method, train_refs, test_refs, bank, labels, work, resume),
+             "localisation": localisation(method, test_refs,
+                                          work / "runs" / name / f"localisation_{scoring_tag(method.config)}.json",
                                           resume)}
     print(f"[{name}] {entry}", flush=True)
     return entry
@@ -290,6 +345,19 @@ def model_speed(cfg: AedMaeConfig, sizes, quick: bool) -> dict:
     return out
 
 
+def raw_rows(model: str, raw: dict | None) -> list[str]:
+    """Accuracy-table rows of a model scored with the paper's raw error maps."""
+    if not raw:
+        return []
+    rows = [f"| {model}, {PIXEL_NORM_TITLES[False]}, weights (0.4, 0.3, 0.3) | {raw['micro_auc']:.4f} | "
+            f"{raw['macro_auc']:.4f} |"]
+    for name, sel in raw["weights_on_synthetic_validation"].items():
+        rows.append(f"| {model}, raw error maps, weights chosen on synthetic validation anomalies of "
+                    f"{SELECTION_TITLES[name][0]} {tuple(sel['weights'])} | {sel['test']['micro_auc']:.4f} | "
+                    f"{sel['test']['macro_auc']:.4f} |")
+    return rows
+
+
 def write_markdown(path: Path, r: dict) -> None:
     m, tr = r["main"], r["training"]
     lines = [
@@ -308,8 +376,8 @@ def write_markdown(path: Path, r: dict) -> None:
         "",
         "| scoring | micro AUC | macro AUC |",
         "|---|---|---|",
-        f"| default: inductive, validation z-scores, weights {tuple(r['config']['score_weights'])}, inference "
-        f"{MASKING_TITLES[r['masking']]} | "
+        f"| default: inductive, validation z-scores, {PIXEL_NORM_TITLES[r['config']['pixel_norm']]}, weights "
+        f"{tuple(r['config']['score_weights'])}, inference {MASKING_TITLES[r['masking']]} | "
         f"{m['micro_auc']:.4f} | {m['macro_auc']:.4f} |",
     ]
     selections = r.get("weights_on_synthetic_validation") or {}
@@ -317,6 +385,7 @@ def write_markdown(path: Path, r: dict) -> None:
         lines.append(f"| weights chosen on synthetic validation anomalies of {SELECTION_TITLES[name][0]} "
                      f"{tuple(sel['weights'])} (no test labels; see below) | {sel['test']['micro_auc']:.4f} | "
                      f"{sel['test']['macro_auc']:.4f} |")
+    lines += raw_rows("same model", r.get("raw_error_maps"))
     for name, t in r.get("masking_variants", {}).items():
         lines.append(f"| same model, inference {MASKING_TITLES[name]}, recalibrated, weights "
                      f"{tuple(r['config']['score_weights'])} | {t['micro_auc']:.4f} | {t['macro_auc']:.4f} |")
@@ -331,6 +400,7 @@ def write_markdown(path: Path, r: dict) -> None:
             lines.append(f"| input {run['input']}, weights chosen on synthetic validation anomalies of "
                          f"{SELECTION_TITLES[name][0]} {tuple(sel['weights'])} | {sel['test']['micro_auc']:.4f} | "
                          f"{sel['test']['macro_auc']:.4f} |")
+        lines += raw_rows(f"input {run['input']}", run.get("raw_error_maps"))
     if selections:
         lines += ["", "Weights on synthetic validation (`weight_selection=\"synthetic-validation\"`): vtest objects pasted "
                       "into the held-out tail of every training video, scored against the clean tails; the test AUC of "
@@ -338,13 +408,30 @@ def write_markdown(path: Path, r: dict) -> None:
                       "are easy for every weighting, and the choice is weak evidence.", "",
                   "| model | pasted object heights (fraction of the frame) | pasted / clean frames | chosen weights | "
                   "validation AUC: chosen / paper's (0.4, 0.3, 0.3) | range over the grid |", "|---|---|---|---|---|---|"]
-        for model, name, sel in [("main", n, x) for n, x in selections.items()] + \
-                                [(f"input {run['input']}", n, x) for run in runs
-                                 for n, x in run["weights_on_synthetic_validation"].items()]:
+        models = [("main", r)] + [(f"input {run['input']}", run) for run in runs]
+        models += [(f"{model}, raw maps", x["raw_error_maps"]) for model, x in models if x.get("raw_error_maps")]
+        for model, name, sel in [(model, n, sel) for model, x in models
+                                 for n, sel in x["weights_on_synthetic_validation"].items()]:
             low, high = sel["paste_scale"]
             lines.append(f"| {model} | {SELECTION_TITLES[name][1]}: {low:.3f}-{high:.3f} | {sel['positives']} / {sel['negatives']} | "
                          f"{tuple(sel['weights'])} | {sel['auc']:.4f} / {sel['configured_auc']:.4f} | "
                          f"{sel['grid_auc_range'][0]:.4f}-{sel['grid_auc_range'][1]:.4f} ({sel['grid_size']} weightings) |")
+    if r.get("raw_error_maps"):
+        lines += ["", "## Per-pixel normalisation of the error maps (`pixel_norm`)", "",
+                  "Label-free evidence first: where the teacher's frame term peaks on the NORMAL validation frames "
+                  "(share of frames whose filtered teacher map peaks in the most common token cell: near 1, one "
+                  "fixed spot sets the term), and each term's AUC on the synthetic validation anomalies of the "
+                  "scene's size. Then each term's test micro AUC (reported, not used).", "",
+                  "| model | error maps | peak in one cell (cell, grid) | synthetic validation AUC: teacher / student / "
+                  "classifier | test micro AUC: teacher / student / classifier |", "|---|---|---|---|---|"]
+        for model, x in [("main", r)] + [(f"input {run['input']}", run) for run in runs]:
+            for title, y in (("per-pixel normalised", x), ("raw (paper)", x["raw_error_maps"])):
+                peak, val = y["peak_concentration"], y["weights_on_synthetic_validation"]["scene"]["term_aucs"]
+                lines.append(f"| {model} | {title} | {peak['share']:.2f} ({tuple(peak['cell'])}, "
+                             f"{peak['grid'][0]}x{peak['grid'][1]}) | "
+                             + " / ".join(f"{val[k]:.3f}" for k in ("teacher", "student", "classifier")) + " | "
+                             + " / ".join(f"{y['single_terms'][k]['micro_auc']:.3f}"
+                                          for k in ("teacher", "student", "classifier")) + " |")
     loc = r.get("localisation")
     if loc:
         lines += ["", "## Localisation (default scoring's pixel maps)", "",
@@ -366,8 +453,7 @@ def write_markdown(path: Path, r: dict) -> None:
               f"- end-to-end scoring (decode + model + filters): {r['scoring_fps']:.1f} frames/s",
               *[f"- input {run['input']}: training {run['epoch_seconds_total'] / 60:.1f} min summed over its "
                 f"epochs (teacher {run['teacher_epochs_run']}, student {run['student_epochs_run']} epochs), "
-                f"end-to-end scoring {run['scoring_fps']:.1f} frames/s; teacher only {run['teacher_only']['micro_auc']:.4f}, "
-                f"classifier only {run['classifier_only']['micro_auc']:.4f} micro AUC" for run in runs],
+                f"end-to-end scoring {run['scoring_fps']:.1f} frames/s" for run in runs],
               *(["- with --resume, trained models, training times, test terms and the end-to-end scoring rate are "
                  "reused from the earlier run of this script that produced them (its thread count and load); "
                  "the model-only FPS below is measured by this run"] if "--resume" in r["command"] else []),
@@ -413,23 +499,26 @@ def main() -> None:
 
     cfg = main_config(args.quick)
     main_method, train_seconds = train_or_load("main", cfg, train_refs, bank, work, args.resume)
-    main_method = scored_with(main_method, masking_of(cfg), train_refs)  # runs trained before the masking default
+    main_method = scored_like(main_method, cfg, train_refs)  # runs trained before a scoring default changed
     terms, scoring_fps = test_terms("main", main_method, test_refs, work, args.resume)
     main_scores = aucs(main_method, terms, labels)
     print(f"[main] {main_scores}", flush=True)
 
     history = main_method.history_ or []
-    located = localisation(main_method, test_refs, work / "runs" / "main" / f"localisation_{masking_of(cfg)}.json",
-                           args.resume)
+    located = localisation(main_method, test_refs,
+                           work / "runs" / "main" / f"localisation_{scoring_tag(main_method.config)}.json", args.resume)
     print(f"[localisation] {located}", flush=True)
     selection = weights_on_synthetic_validation(main_method, train_refs, bank, terms, labels)
     print(f"[weights on synthetic validation] {selection}", flush=True)
     masking_variants = {}
     for masking in MASKING:
         if masking != masking_of(cfg):
-            variant = scored_with(main_method, masking, train_refs)
+            variant = scored_with(main_method, train_refs, **MASKING[masking])
             masking_variants[masking] = aucs(variant, test_terms("main", variant, test_refs, work, args.resume)[0], labels)
             print(f"[inference {masking}] {masking_variants[masking]}", flush=True)
+    main_raw = raw_error_maps("main", main_method, train_refs, test_refs, bank, labels, work, args.resume)
+    print(f"[raw error maps] {main_raw}", flush=True)
+    main_peaks = peak_concentration(main_method, train_refs)
     transductive = {
         "same temporal filter, all terms": transductive_aucs(main_method, terms, labels, cfg.temporal_filter,
                                                              cfg.score_weights),
@@ -459,7 +548,7 @@ def main() -> None:
                     ("no motion weighting", "no_motion", replace(short, motion_weighting=False))]
         for title, name, variant_cfg in variants:
             method, seconds = train_or_load(name, variant_cfg, train_refs, bank, work, args.resume)
-            method = scored_with(method, masking_of(variant_cfg), train_refs)
+            method = scored_like(method, variant_cfg, train_refs)
             variant_terms, _ = test_terms(name, method, test_refs, work, args.resume)
             entry = {"name": title, "schedule": schedule, "train_seconds": seconds,
                      **aucs(method, variant_terms, labels)}
@@ -484,6 +573,8 @@ def main() -> None:
         "main": main_scores, "masking": masking_of(cfg), "masking_variants": masking_variants, "input_runs": input_runs,
         "transductive": transductive, "ablations": ablations,
         "weights_on_synthetic_validation": selection, "localisation": located,
+        "single_terms": single_terms(main_method, terms, labels), "peak_concentration": main_peaks,
+        "raw_error_maps": main_raw,
         "training": {**training_summary(main_method, train_seconds), "history": history},
         "scoring_fps": scoring_fps, "speed": speed, "threshold": main_method.threshold_,
         "score_stats": main_method.score_stats_,

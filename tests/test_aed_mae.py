@@ -11,7 +11,7 @@ from vadistill.data.synthetic import render_scene
 from vadistill.errors import InputError
 from vadistill.methods import METHODS
 from vadistill.data.clips import ClipDataset
-from vadistill.methods.aed_mae import (AedMae, AedMaeConfig, AedMaeNet, clips_to_input, complementary_keeps,
+from vadistill.methods.aed_mae import (AedMae, AedMaeConfig, AedMaeNet, AedMaeScorer, clips_to_input, complementary_keeps,
                                        count_parameters, simplex_grid)
 from vadistill.methods.base import NotFittedError
 
@@ -105,7 +105,7 @@ def test_complementary_scoring_never_sees_the_pixels_it_scores():
     changed[3, 8:16, 16:24] = 255 - changed[3, 8:16, 16:24]  # frame 3 is the t+3 input of frame 0
     errors = {}
     for complementary in (False, True):
-        cfg = AedMaeConfig(**TINY, inference_mask_ratio=0.5 if complementary else 0.0)
+        cfg = AedMaeConfig(**TINY, inference_mask_ratio=0.5 if complementary else 0.0, pixel_norm=False)
         method = AedMae(cfg)
         torch.manual_seed(0)
         method.net_ = AedMaeNet(cfg).eval()
@@ -123,7 +123,7 @@ def test_complementary_scoring_never_sees_the_pixels_it_scores():
         full = method.scorer()(x)
     assert all(torch.allclose(a.float(), b, atol=0.05, rtol=0.05) for a, b in zip(low, full))
     # ratio 0 scores unmasked whatever complementary_masks says (configs from before it existed)
-    unmasked = AedMae(AedMaeConfig(**TINY, inference_mask_ratio=0.0))
+    unmasked = AedMae(AedMaeConfig(**TINY, inference_mask_ratio=0.0, pixel_norm=False))
     unmasked.net_ = method.net_
     assert unmasked.scorer().keeps is None and unmasked.scorer().random_ratio == 0
 
@@ -210,6 +210,49 @@ def test_scoring_settings_change_without_retraining_and_old_checkpoints_keep_the
     save_checkpoint(tmp_path / "old.ckpt", payload)
     old = AedMae.load(tmp_path / "old.ckpt")
     assert not old.config.complementary_masks and old.config.inference_mask_ratio == 0.0
+    # one written before pixel_norm existed (no key, no statistics) scores raw errors
+    del payload["config"]["pixel_norm"], payload["config"]["pixel_norm_frames"], payload["pixel_stats"]
+    save_checkpoint(tmp_path / "older.ckpt", payload)
+    older = AedMae.load(tmp_path / "older.ckpt")
+    assert not older.config.pixel_norm and older.pixel_stats_ is None and older.scorer().pixel_mean is None
+    # pixel_norm on without its statistics is a broken checkpoint, named as such
+    payload["config"]["pixel_norm"] = True
+    save_checkpoint(tmp_path / "broken.ckpt", payload)
+    with pytest.raises(InputError, match="per-pixel statistics are missing"):
+        AedMae.load(tmp_path / "broken.ckpt")
+    # rescoring an old model with pixel_norm measures the statistics on its training frames
+    normed = older.with_scoring(train, pixel_norm=True)
+    assert normed.pixel_stats_["teacher_mean"].shape == normed.config.input_size
+    assert not np.allclose(normed.anomaly_scores(video, raw=True), older.anomaly_scores(video, raw=True))
+
+
+def test_pixel_norm_standardises_every_pixel_on_training_frames():
+    """The scorer's maps are (raw - mean) / std per pixel, with the statistics of the training
+    frames it measured them on: mean 0 there, std 1 wherever the raw std is above the floor."""
+    cfg = AedMaeConfig(**TINY, pixel_norm_frames=12)
+    method = AedMae(cfg)
+    torch.manual_seed(0)
+    method.net_ = AedMaeNet(cfg).eval()
+    frames = render_scene(16, 32, 48, seed=2).frames
+    train_set = ClipDataset([frames], cfg.frame_offsets).split_tail(0.25)[0]  # 12 training frames: all picked
+    method._measure_pixel_stats(train_set)
+    stats = method.pixel_stats_
+    clips, _ = train_set.gather(np.arange(len(train_set)))
+    with torch.inference_mode():
+        raw_t, raw_s, _ = AedMaeScorer(method.net_, replace(cfg, pixel_norm=False))(clips_to_input(clips))
+        norm_t, norm_s, _ = method.scorer()(clips_to_input(clips))
+    for raw, norm, name in ((raw_t, norm_t, "teacher"), (raw_s, norm_s, "student")):
+        assert torch.allclose(norm, (raw - stats[f"{name}_mean"]) / stats[f"{name}_std"], atol=1e-5)
+        assert float(norm.mean(dim=0).abs().max()) < 1e-4
+        floor = float(stats[f"{name}_std"].min())
+        assert floor == pytest.approx(float(raw.double().std(dim=0, unbiased=False).median()), rel=1e-4)
+        above = raw.double().std(dim=0, unbiased=False) > floor * 1.01
+        assert above.any() and torch.allclose(norm.double().std(dim=0, unbiased=False)[above],
+                                              torch.ones(()).double(), atol=1e-3)
+    static = AedMae(cfg)
+    static.net_ = method.net_
+    with pytest.raises(InputError, match="at least 2 normal training frames"):
+        static._measure_pixel_stats(ClipDataset([frames[:1]], cfg.frame_offsets))
 
 
 @pytest.mark.slow
@@ -259,6 +302,10 @@ def test_weights_selected_on_synthetic_validation_anomalies(trained, tmp_path):
     # the grid contains the configured weights, so the choice is at least as good on this set
     assert report["auc"] >= report["configured_auc"] and report["auc"] > 0.5
     assert report["positives"] > 0 and report["negatives"] == len(val_set)
+    # each term alone is a corner of the grid: inside its range, the best one no better than the chosen mix
+    assert set(report["term_aucs"]) == {"teacher", "student", "classifier"}
+    low, high = report["grid_auc_range"]
+    assert all(low <= a <= high for a in report["term_aucs"].values()) and max(report["term_aucs"].values()) <= report["auc"]
     assert np.isfinite(chosen.threshold_)
     chosen.weight_selection_ = report
     chosen.save(tmp_path / "chosen.ckpt")
