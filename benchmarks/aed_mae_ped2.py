@@ -97,9 +97,19 @@ MASKING = {
 }
 # (short, long) descriptions of the sizes of the validation objects that choose the weights
 SELECTION_TITLES = {
-    "scene": ("the scene's size", "the scene's size: 10th-90th percentile of the heights of the moving objects "
-                                  "in the training videos (the default of validation_paste_scale)"),
-    "training": ("the training pastes' size", "the training pastes' size (paste.scale)"),
+    "scene": ("the scene's size, where its objects move",
+              "the scene's size and places (the defaults of validation_paste_scale / _positions): centred on the "
+              "centre of one of the moving objects of the training videos, heights the 10th-90th percentile of theirs"),
+    "training": ("the training pastes' size, where the scene's objects move",
+                 "the training pastes' size (paste.scale), centred where the scene's objects are"),
+    "scene_anywhere": ("the scene's size, anywhere", "the scene's size, anywhere in the frame (before "
+                                                     "validation_paste_positions existed)"),
+}
+# AedMaeConfig settings of each kind of validation anomalies
+SELECTION_SETTINGS = {
+    "scene": {"validation_paste_scale": "scene", "validation_paste_positions": "scene"},
+    "training": {"validation_paste_scale": "training", "validation_paste_positions": "scene"},
+    "scene_anywhere": {"validation_paste_scale": "scene", "validation_paste_positions": "anywhere"},
 }
 PIXEL_NORM_TITLES = {True: "per-pixel normalised error maps (pixel_norm=True)",
                      False: "raw error maps (the paper's; default)"}
@@ -222,19 +232,19 @@ def aucs(method: AedMae, terms: dict, labels: dict, weights=None) -> dict:
 
 
 def weights_on_synthetic_validation(method: AedMae, train_refs, bank: ObjectBank, terms: dict, labels: dict,
-                                    scales=("scene", "training")) -> dict:
+                                    kinds=("scene", "training", "scene_anywhere")) -> dict:
     """Score weights chosen on objects pasted into the held-out normal frames (no test labels),
     through the path `vadistill rescore` runs (``AedMae.with_scoring``; the committed configuration
-    keeps the paper's weights), once per size of the pasted objects: the scene's own moving objects
-    (the default of validation_paste_scale) and the training pastes' sizes. Each report gets the
-    test AUC of its weights ("test"), which is reported, never used for the choice."""
+    keeps the paper's weights), once per kind of pasted objects (SELECTION_SETTINGS: the scene's own
+    objects' size and places, the default; the training pastes' size; the scene's size anywhere).
+    Each report gets the test AUC of its weights ("test"), which is reported, never used for the choice."""
     reports = {}
-    for scale in scales:
+    for kind in kinds:
         chosen = method.with_scoring(train_refs, object_bank=bank, progress=True,
-                                     weight_selection="synthetic-validation", validation_paste_scale=scale)
+                                     weight_selection="synthetic-validation", **SELECTION_SETTINGS[kind])
         report = chosen.weight_selection_
-        reports[scale] = {**report, "grid_size": len(simplex_grid(0.1)),
-                          "test": aucs(method, terms, labels, tuple(report["weights"]))}
+        reports[kind] = {**report, "grid_size": len(simplex_grid(0.1)),
+                         "test": aucs(method, terms, labels, tuple(report["weights"]))}
     return reports
 
 
@@ -272,7 +282,7 @@ def other_pixel_norm(name: str, method: AedMae, train_refs, test_refs, bank: Obj
     return {"pixel_norm": other.config.pixel_norm, **aucs(other, terms, labels),
             "single_terms": single_terms(other, terms, labels),
             "weights_on_synthetic_validation": weights_on_synthetic_validation(other, train_refs, bank, terms, labels,
-                                                                               scales=("scene",)),
+                                                                               kinds=("scene", "scene_anywhere")),
             "peak_concentration": peak_concentration(other, train_refs),
             "localisation": localisation(other, test_refs,
                                          work / "runs" / name / f"localisation_{scoring_tag(other.config)}.json", resume)}
@@ -411,7 +421,7 @@ def write_markdown(path: Path, r: dict) -> None:
                       "into the held-out tail of every training video, scored against the clean tails; the test AUC of "
                       "the chosen weights is reported, not used. A narrow range over the grid means the pasted objects "
                       "are easy for every weighting, and the choice is weak evidence.", "",
-                  "| model | pasted object heights (fraction of the frame) | pasted / clean frames | chosen weights | "
+                  "| model | pasted objects: heights (fraction of the frame) | pasted / clean frames | chosen weights | "
                   "validation AUC: chosen / paper's (0.4, 0.3, 0.3) | range over the grid |", "|---|---|---|---|---|---|"]
         models = [("main", r)] + [(f"input {run['input']}", run) for run in runs]
         models += [(f"{model}, {'per-pixel normalised' if x['other_pixel_norm']['pixel_norm'] else 'raw'} maps",
@@ -419,25 +429,32 @@ def write_markdown(path: Path, r: dict) -> None:
         for model, name, sel in [(model, n, sel) for model, x in models
                                  for n, sel in x["weights_on_synthetic_validation"].items()]:
             low, high = sel["paste_scale"]
-            lines.append(f"| {model} | {SELECTION_TITLES[name][1]}: {low:.3f}-{high:.3f} | {sel['positives']} / {sel['negatives']} | "
+            where = f", {sel['paste_centres']} object centres" if sel.get("paste_centres") else ""
+            lines.append(f"| {model} | {SELECTION_TITLES[name][1]}: {low:.3f}-{high:.3f}{where} | "
+                         f"{sel['positives']} / {sel['negatives']} | "
                          f"{tuple(sel['weights'])} | {sel['auc']:.4f} / {sel['configured_auc']:.4f} | "
                          f"{sel['grid_auc_range'][0]:.4f}-{sel['grid_auc_range'][1]:.4f} ({sel['grid_size']} weightings) |")
     if r.get("other_pixel_norm"):
         lines += ["", "## Per-pixel normalisation of the error maps (`pixel_norm`)", "",
                   "Label-free evidence first: where the teacher's frame term peaks on the NORMAL validation frames "
                   "(share of frames whose filtered teacher map peaks in the most common token cell: near 1, one "
-                  "fixed spot sets the term), and each term's AUC on the synthetic validation anomalies of the "
-                  "scene's size. Then each term's test micro AUC (reported, not used).", "",
-                  "| model | error maps | peak in one cell (cell, grid) | synthetic validation AUC: teacher / student / "
-                  "classifier | test micro AUC: teacher / student / classifier |", "|---|---|---|---|---|"]
+                  "fixed spot sets the term), and each term's AUC on synthetic validation anomalies of the scene's "
+                  "size pasted anywhere and where the scene's objects move, and the best mix's. Then each term's "
+                  "test micro AUC (reported, not used).", "",
+                  "| model | error maps | peak in one cell (cell, grid) | synthetic validation AUC, anywhere: teacher / "
+                  "student / classifier / best mix | same, where objects move | test micro AUC: teacher / student / "
+                  "classifier |", "|---|---|---|---|---|---|"]
         for model, x in [("main", r)] + [(f"input {run['input']}", run) for run in runs]:
             other = x["other_pixel_norm"]
             for y, normed in ((x, r["config"]["pixel_norm"]), (other, other["pixel_norm"])):
                 title = "per-pixel normalised" if normed else "raw (paper, default)"
-                peak, val = y["peak_concentration"], y["weights_on_synthetic_validation"]["scene"]["term_aucs"]
+                peak, selections = y["peak_concentration"], y["weights_on_synthetic_validation"]
                 lines.append(f"| {model} | {title} | {peak['share']:.2f} ({tuple(peak['cell'])}, "
                              f"{peak['grid'][0]}x{peak['grid'][1]}) | "
-                             + " / ".join(f"{val[k]:.3f}" for k in ("teacher", "student", "classifier")) + " | "
+                             + " | ".join(" / ".join(f"{selections[kind]['term_aucs'][k]:.3f}"
+                                                     for k in ("teacher", "student", "classifier"))
+                                          + f" / {selections[kind]['auc']:.3f}" for kind in ("scene_anywhere", "scene"))
+                             + " | "
                              + " / ".join(f"{y['single_terms'][k]['micro_auc']:.3f}"
                                           for k in ("teacher", "student", "classifier")) + " |")
     loc = r.get("localisation")

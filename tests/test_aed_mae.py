@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vadistill.checkpoint import load_checkpoint, save_checkpoint
-from vadistill.data.pseudo import ObjectBank, PasteConfig, paste_object, scene_object_scale
+from vadistill.data.pseudo import ObjectBank, PasteConfig, paste_object, scene_object_scale, scene_objects
 from vadistill.data.synthetic import render_scene
 from vadistill.errors import InputError
 from vadistill.methods import METHODS
@@ -345,9 +345,18 @@ def test_weight_selection_falls_back_to_the_training_size_on_a_static_scene():
     static = np.repeat(render_scene(1, H, W, seed=3).frames, 20, axis=0)
     method = AedMae(AedMaeConfig(**TINY, weight_selection="synthetic-validation"))
     with pytest.warns(UserWarning, match="no moving object.*training pastes' size"):
-        assert method._validation_scale([static]) is None
-    training = AedMae(AedMaeConfig(**TINY, validation_paste_scale="training"))
-    assert training._validation_scale([render_scene(30, H, W, seed=3).frames]) is None
+        assert method._validation_placement([static]) == (None, None)
+    moving = [render_scene(30, H, W, seed=3).frames]
+    anywhere = AedMae(AedMaeConfig(**TINY, validation_paste_scale="training", validation_paste_positions="anywhere"))
+    assert anywhere._validation_placement(moving) == (None, None)
+    # positions "scene" (the default): the centres of the footage's moving objects, with or without their size
+    heights, centres = scene_objects(moving)
+    for scale in ("scene", "training"):
+        placed = AedMae(AedMaeConfig(**TINY, validation_paste_scale=scale))
+        size, where = placed._validation_placement(moving)
+        assert np.array_equal(where, centres) and (size is None) == (scale == "training")
+    with pytest.raises(ValueError, match="validation_paste_positions"):
+        AedMaeConfig(validation_paste_positions="test")
 
 
 def test_fit_keeps_the_trained_model_when_weight_selection_has_nothing_to_paste(tmp_path):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from vadistill.data.pseudo import (HarvestConfig, ObjectBank, ObjectSequence, PasteConfig, paste_batch, paste_object,
-                                   scene_object_scale)
+                                   scene_object_scale, scene_objects)
 from vadistill.errors import InputError
 
 
@@ -36,6 +36,26 @@ def test_scene_object_scale_measures_the_moving_objects_height():
     static = np.repeat(moving_blobs()[:1], 30, axis=0)
     with pytest.raises(InputError, match="no moving object"):
         scene_object_scale([static])
+
+
+def test_scene_objects_finds_where_the_objects_move():
+    heights, centres = scene_objects([moving_blobs()], HarvestConfig(), every=1)
+    assert len(heights) == len(centres) > 0 and centres.shape[1] == 2
+    # the discs walk along rows 20 and 45 of 64: every centre lies on one of the two paths
+    assert np.all(np.minimum(np.abs(centres[:, 0] * 64 - 20), np.abs(centres[:, 0] * 64 - 45)) <= 1.5)
+    assert centres[:, 1].min() >= 0 and centres[:, 1].max() <= 1
+
+
+def test_paste_at_a_given_centre():
+    clip = np.full((3, 64, 96, 3), 50, np.uint8)
+    seq = ObjectSequence(tuple([np.full((12, 12, 3), 255, np.uint8)] * 10), tuple([np.ones((12, 12), bool)] * 10))
+    config = PasteConfig(scale=(0.2, 0.2), drift=0.0, flip_probability=0.0)
+    _, masks = paste_object(clip, [-3, 0, 3], seq, np.random.default_rng(1), config, centre=(0.25, 0.75))
+    ys, xs = np.nonzero(masks[1])
+    assert abs(ys.mean() - 16) <= 1 and abs(xs.mean() - 72) <= 1
+    _, corner = paste_object(clip, [-3, 0, 3], seq, np.random.default_rng(1), config, centre=(0.0, 1.0))
+    ys, xs = np.nonzero(corner[1])  # a centre on the border: the object stays whole inside the frame
+    assert ys.min() == 0 and xs.max() == 95 and corner[1].sum() == masks[1].sum()
 
 
 def test_paste_is_deterministic_and_consistent_over_time():

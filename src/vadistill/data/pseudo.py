@@ -146,22 +146,38 @@ def foreground_objects(mask: np.ndarray, config: HarvestConfig) -> list[tuple[tu
     return objects
 
 
-def scene_object_scale(videos: Sequence[np.ndarray], config: HarvestConfig = HarvestConfig(), *,
-                       quantiles: tuple[float, float] = (0.1, 0.9), every: int = 5) -> tuple[float, float]:
-    """Height range of the moving objects of a static-camera scene, as fractions of the frame height.
+def scene_objects(videos: Sequence[np.ndarray], config: HarvestConfig = HarvestConfig(), *,
+                  every: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Heights and centres of the moving objects of a static-camera scene.
 
     Background subtraction as in :meth:`ObjectBank.harvest` on every ``every``-th frame of the
-    (normal) videos; returns the given quantiles of the component heights. Used to paste
-    validation anomalies at the size of the scene's own objects (e.g. Ped2's pedestrians are
-    0.11-0.23 of the frame height; the training pastes default to 0.15-0.6).
+    (normal) videos.
+
+    Returns:
+        (N,) heights as fractions of the frame height and (N, 2) box centres as (y / H, x / W).
+
+    Raises:
+        InputError: no moving object found.
     """
-    heights = []
+    heights, centres = [], []
     for frames in videos:
         for mask in foreground_masks(np.asarray(frames)[::every], config):  # background from the same frames
-            heights += [box[3] / mask.shape[0] for box, _ in foreground_objects(mask, config)]
+            H, W = mask.shape
+            for (x, y, w, h), _ in foreground_objects(mask, config):
+                heights.append(h / H)
+                centres.append(((y + h / 2) / H, (x + w / 2) / W))
     if not heights:
-        raise InputError("scene_object_scale", "no moving object found in the videos (static scene or wrong threshold)")
-    low, high = np.quantile(heights, quantiles)
+        raise InputError("scene_objects", "no moving object found in the videos (static scene or wrong threshold)")
+    return np.asarray(heights, dtype=np.float64), np.asarray(centres, dtype=np.float64).reshape(-1, 2)
+
+
+def scene_object_scale(videos: Sequence[np.ndarray], config: HarvestConfig = HarvestConfig(), *,
+                       quantiles: tuple[float, float] = (0.1, 0.9), every: int = 5) -> tuple[float, float]:
+    """Height range of the moving objects of a static-camera scene, as fractions of the frame height:
+    the given quantiles of :func:`scene_objects`' heights. Used to paste validation anomalies at the
+    size of the scene's own objects (e.g. Ped2's pedestrians are 0.11-0.23 of the frame height; the
+    training pastes default to 0.15-0.6)."""
+    low, high = np.quantile(scene_objects(videos, config, every=every)[0], quantiles)
     return float(low), float(high)
 
 
@@ -299,7 +315,8 @@ class ObjectBank:
 
 
 def paste_object(clip: np.ndarray, deltas: Sequence[int], sequence: ObjectSequence, rng: np.random.Generator,
-                 config: PasteConfig = PasteConfig()) -> tuple[np.ndarray, np.ndarray]:
+                 config: PasteConfig = PasteConfig(), centre: tuple[float, float] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Paste one object sequence into one clip along one consistent trajectory.
 
     Args:
@@ -309,6 +326,8 @@ def paste_object(clip: np.ndarray, deltas: Sequence[int], sequence: ObjectSequen
         sequence: the object to paste.
         rng: randomness (scale, position, speed, flip, drift, reversal).
         config: ranges of the random choices.
+        centre: the object's centre in frame t as (y / H, x / W) (kept inside the frame like the
+            random one); None: anywhere, uniformly.
 
     Returns:
         (K, H, W, 3) uint8 pasted clip and (K, H, W) float32 {0, 1} object masks.
@@ -330,8 +349,12 @@ def paste_object(clip: np.ndarray, deltas: Sequence[int], sequence: ObjectSequen
     factor = rng.uniform(*config.scale) * H / max(ref_h, 1)
     factor = min(factor, 0.9 * W / max(ref_w, 1))  # keep the object narrower than the frame
     half_h, half_w = ref_h * factor / 2, ref_w * factor / 2
-    cy = rng.uniform(min(half_h, H / 2), max(H - half_h, H / 2))
-    cx = rng.uniform(min(half_w, W / 2), max(W - half_w, W / 2))
+    y_range = (min(half_h, H / 2), max(H - half_h, H / 2))  # centres that keep the object inside
+    x_range = (min(half_w, W / 2), max(W - half_w, W / 2))
+    if centre is None:
+        cy, cx = rng.uniform(*y_range), rng.uniform(*x_range)
+    else:
+        cy, cx = float(np.clip(centre[0] * H, *y_range)), float(np.clip(centre[1] * W, *x_range))
     vx, vy = rng.uniform(-1, 1, size=2) * config.drift * np.array([W, H / 2])
     grey = config.match_grey and bool(np.all(clip[..., 0] == clip[..., 1])) and bool(np.all(clip[..., 1] == clip[..., 2]))
 
