@@ -26,7 +26,10 @@ What it does:
    authors' single random mask is reported too (each recalibrated on the normal validation
    frames). Also: the score weights chosen on synthetic anomalies pasted into the held-out normal
    frames (``AedMae.select_score_weights``; no test labels), with objects of the scene's own size
-   and of the training pastes' size, and their test AUC.
+   placed where its objects move (the default), of the training pastes' size, and of the scene's
+   size placed anywhere, and their test AUC. Every model is also scored with the other
+   ``pixel_norm`` (per-pixel standardised error maps, an option), with where the teacher's frame
+   term peaks on normal validation frames and each term's validation and test AUC.
 5. Measures parameters, GFLOPs per frame (torch FlopCounterMode), model-only inference FPS at
    batch 1 and 8 at the trained resolution and at the paper's 320x640, and the training time.
 6. Ablations. Scoring-only (same trained model): teacher only, teacher + student without the

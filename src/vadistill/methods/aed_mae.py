@@ -25,10 +25,11 @@ How it works (reads top to bottom):
 5. Scoring (Sec. 3.4): per pixel, the teacher's reconstruction error (|teacher - target|,
    target = frame t and an all-normal map; predicted while the pixel's token is masked, see
    "Departures") and the teacher-student discrepancy (optionally standardised per pixel,
-   ``pixel_norm``, see "Departures"); each map is filtered with a 3-D mean filter over (t, h, w) and its spatial maximum is the frame term; the
-   classifier's logit is the third term. Each term is standardised with statistics measured on
-   held-out NORMAL training frames at the end of training (saved in the checkpoint) and the
-   terms are mixed 0.4 / 0.3 / 0.3, then smoothed over time with a `TemporalFilter`.
+   ``pixel_norm``, see "Departures"); each map is filtered with a 3-D mean filter over (t, h, w)
+   and its spatial maximum is the frame term; the classifier's logit is the third term. Each
+   term is standardised with statistics measured on held-out NORMAL training frames at the end
+   of training (saved in the checkpoint) and the terms are mixed 0.4 / 0.3 / 0.3, then smoothed
+   over time with a `TemporalFilter`.
 
 Departures from the paper (and from the authors' code), and why:
 
@@ -53,10 +54,11 @@ Departures from the paper (and from the authors' code), and why:
   token cell on normal frames: 0.09-0.18 of them with complementary masks). Why off: it lifted
   both map terms on synthetic anomalies pasted anywhere in the normal validation frames, but
   lowered the frame AUC with the paper's weights and the localisation at all three Ped2 inputs on
-  the real test set (benchmarks/results/aed_mae_ped2.md). A likely reason, not tested: Ped2's anomalies move along the walkway, where the normal
-  pedestrians make the per-pixel std large. It was the default for one commit, chosen on that
-  validation; the revert follows the test result and is reported as such. Standardising before
-  the filter (not after) keeps it inside the network graph (ONNX, streaming).
+  the real test set (benchmarks/results/aed_mae_ped2.md). A likely reason, not tested: Ped2's
+  anomalies move along the walkway, where the normal pedestrians make the per-pixel std large.
+  It was the default for one commit, chosen on that validation; the revert follows the test
+  result and is reported as such. Standardising before the filter (not after) keeps it inside
+  the network graph (ONNX, streaming).
 * Masked tokens and the depthwise convolutions: the authors reshape the visible tokens into a
   fake (H, W/2) grid before the convolutions, which mixes tokens that are not neighbours. Here
   the visible tokens are scattered back to their true grid positions (zeros elsewhere) before
@@ -510,7 +512,8 @@ class AedMaeScorer(nn.Module):
         diff_t, diff_s, logit = self._errors(x, generator)
         if self.pixel_mean is None:
             return diff_t, diff_s, logit
-        return (diff_t - self.pixel_mean[0]) / self.pixel_std[0], (diff_s - self.pixel_mean[1]) / self.pixel_std[1], logit
+        return ((diff_t - self.pixel_mean[0]) / self.pixel_std[0], (diff_s - self.pixel_mean[1]) / self.pixel_std[1],
+                logit)
 
     def _errors(self, x: torch.Tensor, generator: torch.Generator | None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -962,8 +965,9 @@ class AedMae(VadMethod):
 
         Returns:
             {"weights", "auc", "configured_weights", "configured_auc", "grid_auc_range", "term_aucs",
-            "positives", "negatives", "paste_scale", "paste_centres" (0: anywhere)}: a narrow ``grid_auc_range`` means the synthetic
-            set barely tells the weights apart; ``term_aucs`` is the AUC of each term alone.
+            "positives", "negatives", "paste_scale", "paste_centres" (0: anywhere)}: a narrow
+            ``grid_auc_range`` means the synthetic set barely tells the weights apart;
+            ``term_aucs`` is the AUC of each term alone.
         """
         cfg = self.config
         reach = max(abs(o) for o in cfg.frame_offsets) + cfg.map_filter[0] // 2
