@@ -60,10 +60,14 @@ def test_rescore_changes_scoring_without_retraining(custom_dataset, tiny_model, 
     # harvested from the training videos for the choice
     chosen = tmp_path / "chosen"
     assert cli.main(base + ["--out", str(chosen), "--no-eval", "--set", "weight_selection=synthetic-validation",
-                            "--set", "validation_paste_scale=training"]) == 0
+                            "--set", "validation_paste_scale=training", "--set", "pixel_norm=true"]) == 0
     report = json.loads((chosen / "rescore.json").read_text())["weight_selection"]
     loaded = AedMae.load(chosen / "model.ckpt")
     assert report["positives"] > 0 and report["paste_scale"] == list(loaded.config.paste.scale)
+    # centred where the walkers of the training videos are (the default placement)
+    assert report["paste_centres"] > 0 and loaded.config.validation_paste_positions == "scene"
+    # per-pixel statistics measured on the training videos and saved with the model
+    assert loaded.config.pixel_norm and loaded.pixel_stats_["teacher_std"].shape == loaded.config.input_size
     assert abs(sum(report["weights"]) - 1) < 1e-9 and not (chosen / "scores.json").exists()
     assert list(loaded.config.score_weights) == report["weights"] and loaded.weight_selection_ == report
 
