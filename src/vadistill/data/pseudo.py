@@ -171,14 +171,19 @@ def scene_objects(videos: Sequence[np.ndarray], config: HarvestConfig = HarvestC
     return np.asarray(heights, dtype=np.float64), np.asarray(centres, dtype=np.float64).reshape(-1, 2)
 
 
+def height_range(heights: np.ndarray, quantiles: tuple[float, float] = (0.1, 0.9)) -> tuple[float, float]:
+    """The given quantiles of object heights (fractions of the frame height), e.g. of :func:`scene_objects`."""
+    low, high = np.quantile(heights, quantiles)
+    return float(low), float(high)
+
+
 def scene_object_scale(videos: Sequence[np.ndarray], config: HarvestConfig = HarvestConfig(), *,
                        quantiles: tuple[float, float] = (0.1, 0.9), every: int = 5) -> tuple[float, float]:
     """Height range of the moving objects of a static-camera scene, as fractions of the frame height:
     the given quantiles of :func:`scene_objects`' heights. Used to paste validation anomalies at the
     size of the scene's own objects (e.g. Ped2's pedestrians are 0.11-0.23 of the frame height; the
     training pastes default to 0.15-0.6)."""
-    low, high = np.quantile(scene_objects(videos, config, every=every)[0], quantiles)
-    return float(low), float(high)
+    return height_range(scene_objects(videos, config, every=every)[0], quantiles)
 
 
 def harvest_sequences(frames: np.ndarray, config: HarvestConfig, source: str = "") -> list[ObjectSequence]:

@@ -124,7 +124,8 @@ from vadistill.checkpoint import load_method_checkpoint, save_checkpoint
 from vadistill.data.clips import (ClipDataset, FrameCache, VideoLike, batch_indices, clip_indices, load_frames,
                                   resize_frames, video_name)
 from vadistill.data.motion import motion_token_weights, temporal_gradient
-from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig, paste_batch, paste_object, scene_objects
+from vadistill.data.pseudo import (HarvestConfig, ObjectBank, PasteConfig, height_range, paste_batch, paste_object,
+                                   scene_objects)
 from vadistill.errors import InputError
 from vadistill.methods.base import VadMethod
 from vadistill.scoring import TemporalFilter, calibrate_threshold, normalize_per_video, smooth
@@ -941,8 +942,7 @@ class AedMae(VadMethod):
         except InputError as error:  # a scene without moving objects: do not lose the trained model
             warnings.warn(f"{error}; validation objects take the training pastes' size, anywhere", stacklevel=2)
             return None, None
-        low, high = np.quantile(heights, (0.1, 0.9))  # as scene_object_scale
-        return ((float(low), float(high)) if cfg.validation_paste_scale == "scene" else None,
+        return (height_range(heights) if cfg.validation_paste_scale == "scene" else None,
                 centres if cfg.validation_paste_positions == "scene" else None)
 
     def select_score_weights(self, val_set: ClipDataset, bank: ObjectBank, *, scale: tuple[float, float] | None = None,
