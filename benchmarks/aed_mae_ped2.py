@@ -35,7 +35,8 @@ What it does:
 6. Ablations. Scoring-only (same trained model): teacher only, teacher + student without the
    classifier, classifier only, inference masking. Training ablations (SHORTER schedule, compared with a baseline
    trained on the same short schedule): no synthetic anomalies, no motion weighting. And one more
-   main-schedule run with a finer input (224x336, ``finer_input_config``), a step toward the
+   main-schedule run with the training pastes at the scene's objects' size and places
+   (``scene_pastes_config``), one more with a finer input (224x336, ``finer_input_config``), a step toward the
    paper's 320x640; with ``--paper-input`` one more at the paper's 320x640 (``paper_input_config``,
    about 5 hours). Each is measured like the main run (frame AUC, single terms, weights on
    synthetic validation, localisation).
@@ -147,6 +148,23 @@ def scored_with(method: AedMae, train_refs, **settings) -> AedMae:
 def scored_like(method: AedMae, cfg: AedMaeConfig, train_refs) -> AedMae:
     """The trained model scored with the inference masking and pixel normalisation of `cfg`."""
     return scored_with(method, train_refs, **MASKING[masking_of(cfg)], pixel_norm=cfg.pixel_norm)
+
+
+# (label, accuracy-table description) of each run beside the main one; {size} = its input
+RUN_TITLES = {
+    "finer_input": ("input {size}", "same settings trained at input {size}"),
+    "paper_input": ("input {size}", "same settings trained at input {size}"),
+    "scene_pastes": ("scene-placed pastes ({size})",
+                     "same settings, training pastes of the scene's objects' size placed where they move "
+                     "(training_paste_placement='scene')"),
+}
+
+
+def scene_pastes_config(cfg: AedMaeConfig) -> AedMaeConfig:
+    """The main configuration with the training pastes at the size of the scene's own moving objects,
+    centred where they move (``training_paste_placement="scene"``): on Ped2 the configured heights
+    (0.15-0.5 of the frame) are about twice the walkers'. Same input, schedule and seed as the main run."""
+    return replace(cfg, training_paste_placement="scene")
 
 
 def finer_input_config(cfg: AedMaeConfig, quick: bool) -> AedMaeConfig:
@@ -302,16 +320,22 @@ def training_summary(method: AedMae, wall_time_s: float) -> dict:
 
 def input_run(name: str, cfg: AedMaeConfig, train_refs, test_refs, bank: ObjectBank, labels: dict,
               work: Path, resume: bool) -> dict:
-    """Train (or reuse) the main settings at another input and measure it like the main run:
-    frame AUC with the paper's weights, single terms, weights chosen on synthetic validation,
-    localisation, training time and end-to-end scoring rate."""
+    """Train (or reuse) the main settings with one change (RUN_TITLES: another input, or another
+    placement of the training pastes) and measure it like the main run: frame AUC with the paper's
+    weights, single terms, weights chosen on synthetic validation, localisation, training time and
+    end-to-end scoring rate."""
     method, seconds = train_or_load(name, cfg, train_refs, bank, work, resume)
     method = scored_like(method, cfg, train_refs)
     terms, fps = test_terms(name, method, test_refs, work, resume)
-    entry = {"input": "x".join(map(str, cfg.input_size)), **aucs(method, terms, labels),
+    size = "x".join(map(str, cfg.input_size))
+    label, description = (title.format(size=size) for title in RUN_TITLES[name])
+    # with scene-placed training pastes, "the training pastes' size" is the scene's: that kind repeats "scene"
+    kinds = ("scene", "scene_anywhere") if cfg.training_paste_placement == "scene" else tuple(SELECTION_SETTINGS)
+    entry = {"input": size, "label": label, "description": description, **aucs(method, terms, labels),
              "single_terms": single_terms(method, terms, labels),
              **training_summary(method, seconds), "scoring_fps": fps,
-             "weights_on_synthetic_validation": weights_on_synthetic_validation(method, train_refs, bank, terms, labels),
+             "weights_on_synthetic_validation": weights_on_synthetic_validation(method, train_refs, bank, terms, labels,
+                                                                                kinds=kinds),
              "peak_concentration": peak_concentration(method, train_refs),
              "other_pixel_norm": other_pixel_norm(name, method, train_refs, test_refs, bank, labels, work, resume),
              "localisation": localisation(method, test_refs,
@@ -376,6 +400,15 @@ def other_rows(model: str, other: dict | None) -> list[str]:
     return rows
 
 
+def run_label(run: dict) -> str:
+    """Short name of a run beside the main one (results written before labels existed: its input)."""
+    return run.get("label") or f"input {run['input']}"
+
+
+def run_description(run: dict) -> str:
+    return run.get("description") or f"same settings trained at input {run['input']}"
+
+
 def write_markdown(path: Path, r: dict) -> None:
     m, tr = r["main"], r["training"]
     lines = [
@@ -412,13 +445,13 @@ def write_markdown(path: Path, r: dict) -> None:
                      f"(official padding: {t['macro_auc_official_padding']:.4f}) |")
     runs = r.get("input_runs", {}).values()
     for run in runs:
-        lines.append(f"| same settings trained at input {run['input']} (a separate run, see below) | "
+        lines.append(f"| {run_description(run)} (a separate run, see below) | "
                      f"{run['micro_auc']:.4f} | {run['macro_auc']:.4f} |")
         for name, sel in run["weights_on_synthetic_validation"].items():
-            lines.append(f"| input {run['input']}, weights chosen on synthetic validation anomalies of "
+            lines.append(f"| {run_label(run)}, weights chosen on synthetic validation anomalies of "
                          f"{SELECTION_TITLES[name][0]} {tuple(sel['weights'])} | {sel['test']['micro_auc']:.4f} | "
                          f"{sel['test']['macro_auc']:.4f} |")
-        lines += other_rows(f"input {run['input']}", run.get("other_pixel_norm"))
+        lines += other_rows(run_label(run), run.get("other_pixel_norm"))
     if selections:
         lines += ["", "Weights on synthetic validation (`weight_selection=\"synthetic-validation\"`): vtest objects pasted "
                       "into the held-out tail of every training video, scored against the clean tails; the test AUC of "
@@ -426,7 +459,7 @@ def write_markdown(path: Path, r: dict) -> None:
                       "are easy for every weighting, and the choice is weak evidence.", "",
                   "| model | pasted objects: heights (fraction of the frame) | pasted / clean frames | chosen weights | "
                   "validation AUC: chosen / paper's (0.4, 0.3, 0.3) | range over the grid |", "|---|---|---|---|---|---|"]
-        models = [("main", r)] + [(f"input {run['input']}", run) for run in runs]
+        models = [("main", r)] + [(run_label(run), run) for run in runs]
         models += [(f"{model}, {'per-pixel normalised' if x['other_pixel_norm']['pixel_norm'] else 'raw'} maps",
                     x["other_pixel_norm"]) for model, x in models if x.get("other_pixel_norm")]
         for model, name, sel in [(model, n, sel) for model, x in models
@@ -447,7 +480,7 @@ def write_markdown(path: Path, r: dict) -> None:
                   "| model | error maps | peak in one cell (cell, grid) | synthetic validation AUC, anywhere: teacher / "
                   "student / classifier / best mix | same, where objects move | test micro AUC: teacher / student / "
                   "classifier |", "|---|---|---|---|---|---|"]
-        for model, x in [("main", r)] + [(f"input {run['input']}", run) for run in runs]:
+        for model, x in [("main", r)] + [(run_label(run), run) for run in runs]:
             other = x["other_pixel_norm"]
             for y, normed in ((x, r["config"]["pixel_norm"]), (other, other["pixel_norm"])):
                 title = "per-pixel normalised" if normed else "raw (paper, default)"
@@ -463,7 +496,7 @@ def write_markdown(path: Path, r: dict) -> None:
     loc = r.get("localisation")
     if loc:
         models = [(f"main ({r['config']['input_size'][0]}x{r['config']['input_size'][1]})", r)]
-        models += [(f"input {run['input']}", run) for run in runs]
+        models += [(run_label(run), run) for run in runs]
         rows = [(model, r["config"]["pixel_norm"], x["localisation"]) for model, x in models]
         rows += [(model, x["other_pixel_norm"]["pixel_norm"], x["other_pixel_norm"]["localisation"])
                  for model, x in models if x.get("other_pixel_norm")]
@@ -483,7 +516,7 @@ def write_markdown(path: Path, r: dict) -> None:
               f"(teacher {tr['teacher_epochs_run']} epochs, student {tr['student_epochs_run']} epochs; "
               f"steps per epoch: {steps}, batch {r['config']['batch_size']})",
               f"- end-to-end scoring (decode + model + filters): {r['scoring_fps']:.1f} frames/s",
-              *[f"- input {run['input']}: training {run['epoch_seconds_total'] / 60:.1f} min summed over its "
+              *[f"- {run_label(run)}: training {run['epoch_seconds_total'] / 60:.1f} min summed over its "
                 f"epochs (teacher {run['teacher_epochs_run']}, student {run['student_epochs_run']} epochs), "
                 f"end-to-end scoring {run['scoring_fps']:.1f} frames/s" for run in runs],
               *(["- with --resume, trained models, training times, test terms and the end-to-end scoring rate are "
@@ -557,8 +590,9 @@ def main() -> None:
         "official code, non-Avenue branch: teacher only, aed_official filter (sigma 282, range 900)":
             transductive_aucs(main_method, terms, labels, official_filter("aed-mae-shanghai"), (1.0, 0.0, 0.0)),
     }
-    input_configs = {}  # name -> configuration of the runs at other inputs
+    input_configs = {}  # name -> configuration of the runs beside the main one (RUN_TITLES)
     if not args.no_training_ablations:
+        input_configs["scene_pastes"] = scene_pastes_config(cfg)
         input_configs["finer_input"] = finer_input_config(cfg, args.quick)
     if args.paper_input:
         input_configs["paper_input"] = paper_input_config(cfg, args.quick)

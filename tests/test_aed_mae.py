@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from vadistill.checkpoint import load_checkpoint, save_checkpoint
-from vadistill.data.pseudo import ObjectBank, PasteConfig, paste_object, scene_object_scale, scene_objects
+from vadistill.data.pseudo import (ObjectBank, PasteConfig, height_range, paste_object, scene_object_scale,
+                                   scene_objects)
 from vadistill.data.synthetic import render_scene
 from vadistill.errors import InputError
 from vadistill.methods import METHODS
@@ -339,6 +340,26 @@ def test_fit_selects_weights_on_objects_of_the_scenes_size(tmp_path):
     assert 0 < expected[0] <= expected[1] < cfg.paste.scale[1]  # walkers are smaller than most training pastes
     assert tuple(method.config.score_weights) == tuple(report["weights"])
     assert AedMae.load(tmp_path / "run" / "model.ckpt").weight_selection_ == report
+
+
+def test_training_pastes_take_the_scenes_size_and_places(tmp_path):
+    train = [render_scene(40, H, W, seed=s).frames for s in (0, 10)]
+    heights, centres = scene_objects(train)
+    placed = AedMae(AedMaeConfig(**TINY, training_paste_placement="scene"))
+    paste, where = placed._training_placement(train)
+    assert paste.scale == pytest.approx(height_range(heights)) and np.array_equal(where, centres)
+    assert paste.scale[1] < placed.config.paste.scale[1]  # walkers are smaller than most configured pastes
+    assert AedMae(AedMaeConfig(**TINY))._training_placement(train) == (PasteConfig(), None)  # default: configured
+    cfg = AedMaeConfig(**{**TINY, "input_size": (H, W)}, teacher_epochs=1, student_epochs=1, max_steps_per_epoch=2,
+                       batch_size=8, map_filter=(3, 3, 3), training_paste_placement="scene")
+    AedMae(cfg).fit(train, run_dir=tmp_path / "run", progress=False)
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["training_pastes"]
+    assert recorded == {"scale": list(paste.scale), "centres": len(centres)}
+    static = [np.repeat(render_scene(1, H, W, seed=3).frames, 20, axis=0)]
+    with pytest.raises(InputError, match="no moving object"):  # refused before any training
+        AedMae(cfg).fit(static, run_dir=tmp_path / "static", progress=False)
+    with pytest.raises(ValueError, match="training_paste_placement"):
+        AedMaeConfig(training_paste_placement="test")
 
 
 def test_weight_selection_falls_back_to_the_training_size_on_a_static_scene():

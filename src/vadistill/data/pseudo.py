@@ -392,7 +392,8 @@ def paste_object(clip: np.ndarray, deltas: Sequence[int], sequence: ObjectSequen
 
 
 def paste_batch(clips: np.ndarray, deltas: np.ndarray, bank: ObjectBank | None, rng: np.random.Generator,
-                config: PasteConfig = PasteConfig()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                config: PasteConfig = PasteConfig(), centres: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Paste objects into a random `config.probability` share of a batch of clips.
 
     Args:
@@ -401,6 +402,8 @@ def paste_batch(clips: np.ndarray, deltas: np.ndarray, bank: ObjectBank | None, 
         bank: objects to paste; None or empty: nothing is pasted.
         rng: randomness.
         config: paste settings.
+        centres: (N, 2) candidate object centres in frame t as (y / H, x / W), one drawn per pasted
+            object (e.g. where the scene's own objects are, :func:`scene_objects`); None: anywhere.
 
     Returns:
         clips (B, K, H, W, 3) uint8 (a new array only if something was pasted), maps (B, K, H, W)
@@ -416,7 +419,9 @@ def paste_batch(clips: np.ndarray, deltas: np.ndarray, bank: ObjectBank | None, 
         return clips, maps, labels
     clips = clips.copy()
     for b in np.flatnonzero(chosen):
-        clips[b], maps[b] = paste_object(clips[b], deltas[b], bank.sample(rng), rng, config)
+        sequence = bank.sample(rng)
+        centre = None if centres is None else centres[rng.integers(len(centres))]
+        clips[b], maps[b] = paste_object(clips[b], deltas[b], sequence, rng, config, centre=centre)
         centre = int(np.argmin(np.abs(deltas[b])))
         labels[b] = float(maps[b, centre].any())
     return clips, maps, labels
