@@ -83,7 +83,10 @@ Departures from the paper (and from the authors' code), and why:
   moving objects (10th-90th percentile, by background subtraction) and centred where they move.
   Why offered: on Ped2 the default heights (0.15-0.5 of the frame) are about twice the walkers'
   (0.11-0.23), so the classifier and the anomaly map learn to find objects larger than the scene's
-  real anomalies (cyclists, skaters: walker-sized, but faster). The Ped2 benchmark trains both.
+  real anomalies (cyclists, skaters: walker-sized, but faster). Why not the default: on Ped2, with
+  pedestrians cut from another street clip as the objects, the classifier never learnt to find
+  walker-sized pastes (its training BCE stayed near chance) and every score fell, on the synthetic
+  validation as on the test set (benchmarks/results/aed_mae_ped2.md, "scene-placed pastes").
 * Score standardisation: the paper normalises each term per test video (transductive: it needs
   the whole test video). The default here standardises each term with mean/std measured on
   normal validation frames; ``score_norm="video-minmax"`` reproduces the per-video min-max
