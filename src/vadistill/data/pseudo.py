@@ -391,6 +391,11 @@ def paste_object(clip: np.ndarray, deltas: Sequence[int], sequence: ObjectSequen
     return out, masks
 
 
+def draw_centre(centres: np.ndarray | None, rng: np.random.Generator) -> tuple[float, float] | None:
+    """One of the (N, 2) candidate centres at random (None: none given, the paste goes anywhere)."""
+    return None if centres is None else centres[rng.integers(len(centres))]
+
+
 def paste_batch(clips: np.ndarray, deltas: np.ndarray, bank: ObjectBank | None, rng: np.random.Generator,
                 config: PasteConfig = PasteConfig(), centres: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -420,8 +425,7 @@ def paste_batch(clips: np.ndarray, deltas: np.ndarray, bank: ObjectBank | None, 
     clips = clips.copy()
     for b in np.flatnonzero(chosen):
         sequence = bank.sample(rng)
-        centre = None if centres is None else centres[rng.integers(len(centres))]
-        clips[b], maps[b] = paste_object(clips[b], deltas[b], sequence, rng, config, centre=centre)
-        centre = int(np.argmin(np.abs(deltas[b])))
-        labels[b] = float(maps[b, centre].any())
+        clips[b], maps[b] = paste_object(clips[b], deltas[b], sequence, rng, config, centre=draw_centre(centres, rng))
+        frame_t = int(np.argmin(np.abs(deltas[b])))
+        labels[b] = float(maps[b, frame_t].any())
     return clips, maps, labels

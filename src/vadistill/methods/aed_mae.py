@@ -134,8 +134,8 @@ from vadistill.checkpoint import load_method_checkpoint, save_checkpoint
 from vadistill.data.clips import (ClipDataset, FrameCache, VideoLike, batch_indices, clip_indices, load_frames,
                                   resize_frames, video_name)
 from vadistill.data.motion import motion_token_weights, temporal_gradient
-from vadistill.data.pseudo import (HarvestConfig, ObjectBank, PasteConfig, height_range, paste_batch, paste_object,
-                                   scene_objects)
+from vadistill.data.pseudo import (HarvestConfig, ObjectBank, PasteConfig, draw_centre, height_range, paste_batch,
+                                   paste_object, scene_objects)
 from vadistill.errors import InputError
 from vadistill.methods.base import VadMethod
 from vadistill.scoring import TemporalFilter, calibrate_threshold, normalize_per_video, smooth
@@ -1016,9 +1016,8 @@ class AedMae(VadMethod):
                 rng = np.random.default_rng([cfg.seed, 4242, v, copy])
                 video = frames.copy()
                 sequence = bank.sample(rng)
-                centre = None if centres is None else centres[rng.integers(len(centres))]
                 video[a:b], masks = paste_object(frames[a:b], np.arange(a, b) - (first + stop) // 2, sequence,
-                                                 rng, paste, centre=centre)
+                                                 rng, paste, centre=draw_centre(centres, rng))
                 visible = masks[first - a:stop - a].reshape(stop - first, -1).max(axis=1) > 0
                 terms = self._frame_terms(video, first, stop)[0]
                 pasted.append({name: t[visible] for name, t in terms.items()})
