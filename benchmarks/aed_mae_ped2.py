@@ -313,9 +313,13 @@ def training_summary(method: AedMae, wall_time_s: float) -> dict:
     """Training time and epochs of a run. The sum over the logged epochs is the whole training
     even when it was resumed (the wall time then covers only the last, resumed part)."""
     history = method.history_ or []
+    # the classifier's training BCE per teacher epoch: does it learn to find the pasted objects?
+    # (a constant output of 0.25 scores 0.56 when a quarter of the samples hold one)
+    cls = [h["train"]["cls"] for h in history if h["stage"] == "teacher" and "cls" in h.get("train", {})]
     return {"wall_time_s": wall_time_s, "epoch_seconds_total": sum(h["seconds"] for h in history),
             "teacher_epochs_run": sum(1 for h in history if h["stage"] == "teacher"),
-            "student_epochs_run": sum(1 for h in history if h["stage"] == "student")}
+            "student_epochs_run": sum(1 for h in history if h["stage"] == "student"),
+            "classifier_bce_per_teacher_epoch": cls}
 
 
 def input_run(name: str, cfg: AedMaeConfig, train_refs, test_refs, bank: ObjectBank, labels: dict,
@@ -407,6 +411,14 @@ def run_label(run: dict) -> str:
 
 def run_description(run: dict) -> str:
     return run.get("description") or f"same settings trained at input {run['input']}"
+
+
+def bce_summary(run: dict) -> str:
+    """The classifier's training BCE over the teacher epochs, for the Cost lines."""
+    cls = run.get("classifier_bce_per_teacher_epoch") or []
+    if not cls:
+        return ""
+    return f"; classifier training BCE {min(cls):.2f}-{max(cls):.2f} over the teacher epochs, {cls[-1]:.2f} at the last"
 
 
 def write_markdown(path: Path, r: dict) -> None:
@@ -514,11 +526,11 @@ def write_markdown(path: Path, r: dict) -> None:
               f"- training time (main run): {tr['epoch_seconds_total'] / 60:.1f} min summed over its epochs"
               f"{'' if abs(tr['epoch_seconds_total'] - tr['wall_time_s']) < 0.2 * tr['wall_time_s'] else ' (resumed run: the last part took %.1f min of wall time)' % (tr['wall_time_s'] / 60)} "
               f"(teacher {tr['teacher_epochs_run']} epochs, student {tr['student_epochs_run']} epochs; "
-              f"steps per epoch: {steps}, batch {r['config']['batch_size']})",
+              f"steps per epoch: {steps}, batch {r['config']['batch_size']}){bce_summary(tr)}",
               f"- end-to-end scoring (decode + model + filters): {r['scoring_fps']:.1f} frames/s",
               *[f"- {run_label(run)}: training {run['epoch_seconds_total'] / 60:.1f} min summed over its "
                 f"epochs (teacher {run['teacher_epochs_run']}, student {run['student_epochs_run']} epochs), "
-                f"end-to-end scoring {run['scoring_fps']:.1f} frames/s" for run in runs],
+                f"end-to-end scoring {run['scoring_fps']:.1f} frames/s{bce_summary(run)}" for run in runs],
               *(["- with --resume, trained models, training times, test terms and the end-to-end scoring rate are "
                  "reused from the earlier run of this script that produced them (its thread count and load); "
                  "the model-only FPS below is measured by this run"] if "--resume" in r["command"] else []),
