@@ -7,7 +7,7 @@ import torch
 
 from vadistill.checkpoint import load_checkpoint, save_checkpoint
 from vadistill.data.pseudo import (ObjectBank, PasteConfig, height_range, paste_object, scene_object_scale,
-                                   scene_objects)
+                                   scene_object_speeds, scene_objects)
 from vadistill.data.synthetic import render_scene
 from vadistill.errors import InputError
 from vadistill.methods import METHODS
@@ -354,12 +354,28 @@ def test_training_pastes_take_the_scenes_size_and_places(tmp_path):
                        batch_size=8, map_filter=(3, 3, 3), training_paste_placement="scene")
     AedMae(cfg).fit(train, run_dir=tmp_path / "run", progress=False)
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["training_pastes"]
-    assert recorded == {"scale": list(paste.scale), "centres": len(centres)}
+    assert recorded == {"scale": list(paste.scale), "centres": len(centres), "drift_speed": None}
     static = [np.repeat(render_scene(1, H, W, seed=3).frames, 20, axis=0)]
     with pytest.raises(InputError, match="no moving object"):  # refused before any training
         AedMae(cfg).fit(static, run_dir=tmp_path / "static", progress=False)
     with pytest.raises(ValueError, match="training_paste_placement"):
         AedMaeConfig(training_paste_placement="test")
+
+
+def test_fast_training_pastes_drift_faster_than_the_scenes_objects(tmp_path):
+    train = [render_scene(40, H, W, seed=s).frames for s in (0, 10)]
+    median = float(np.median(scene_object_speeds(train)))
+    fast = AedMae(AedMaeConfig(**TINY, training_paste_placement="scene_fast"))
+    paste, where = fast._training_placement(train)
+    scene_paste, scene_where = AedMae(AedMaeConfig(**TINY, training_paste_placement="scene"))._training_placement(train)
+    assert paste.scale == scene_paste.scale and np.array_equal(where, scene_where)  # size and places as "scene"
+    assert 0 < median and paste.drift_speed == pytest.approx([3 * median, 8 * median])
+    assert scene_paste.drift_speed is None
+    cfg = AedMaeConfig(**{**TINY, "input_size": (H, W)}, teacher_epochs=1, student_epochs=1, max_steps_per_epoch=2,
+                       batch_size=8, map_filter=(3, 3, 3), training_paste_placement="scene_fast")
+    AedMae(cfg).fit(train, run_dir=tmp_path / "run", progress=False)
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["training_pastes"]
+    assert recorded["drift_speed"] == pytest.approx(list(paste.drift_speed))
 
 
 def test_weight_selection_falls_back_to_the_training_size_on_a_static_scene():

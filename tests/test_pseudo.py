@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from vadistill.data.pseudo import (HarvestConfig, ObjectBank, ObjectSequence, PasteConfig, paste_batch, paste_object,
-                                   scene_object_scale, scene_objects)
+                                   scene_object_scale, scene_object_speeds, scene_objects)
 from vadistill.errors import InputError
 
 
@@ -44,6 +44,33 @@ def test_scene_objects_finds_where_the_objects_move():
     # the discs walk along rows 20 and 45 of 64: every centre lies on one of the two paths
     assert np.all(np.minimum(np.abs(centres[:, 0] * 64 - 20), np.abs(centres[:, 0] * 64 - 45)) <= 1.5)
     assert centres[:, 1].min() >= 0 and centres[:, 1].max() <= 1
+
+
+def test_scene_object_speeds_measures_how_far_the_objects_move():
+    # the discs move 1.5 and 1.0 pixels per frame in 96-pixel-wide frames (integer circle centres: 1 or 2)
+    speeds = scene_object_speeds([moving_blobs()], HarvestConfig())
+    assert len(speeds) > 40 and np.all(speeds <= 2.01 / 96) and np.median(speeds) == pytest.approx(1 / 96)
+    static = np.repeat(moving_blobs()[:1], 30, axis=0)
+    with pytest.raises(InputError, match="no object tracked"):
+        scene_object_speeds([static])
+
+
+def test_paste_drift_speed_sets_how_far_the_object_travels():
+    clip = np.full((3, 64, 96, 3), 50, np.uint8)
+    seq = ObjectSequence(tuple([np.full((8, 8, 3), 255, np.uint8)] * 10), tuple([np.ones((8, 8), bool)] * 10))
+    config = PasteConfig(scale=(0.125, 0.125), flip_probability=0.0, drift_speed=(0.05, 0.06))
+    travelled = []
+    for seed in range(10):
+        _, m = paste_object(clip, [-3, 0, 3], seq, np.random.default_rng(seed), config, centre=(0.5, 0.5))
+        ends = [np.argwhere(k > 0).mean(axis=0) for k in m[[0, 2]]]  # (y, x) at t-3 and t+3
+        travelled.append(np.hypot(*(ends[1] - ends[0])) / 6)  # pixels per frame
+    # 0.05-0.06 of the 96-pixel width per frame, in directions all round (integer pixel rounding)
+    assert 4.8 - 0.4 <= min(travelled) and max(travelled) <= 5.76 + 0.4
+    # without drift_speed the draws are unchanged (earlier runs stay reproducible)
+    a = paste_object(clip, [-3, 0, 3], seq, np.random.default_rng(3), PasteConfig())
+    b = paste_object(clip, [-3, 0, 3], seq, np.random.default_rng(3), PasteConfig(drift_speed=None))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert PasteConfig.from_dict({"drift_speed": [0.01, 0.02]}).drift_speed == (0.01, 0.02)
 
 
 def test_paste_at_a_given_centre():

@@ -94,6 +94,10 @@ class PasteConfig:
     scale: tuple[float, float] = (0.15, 0.6)  # object height, fraction of the frame height
     speed: tuple[int, int] = (1, 3)  # object frames advanced per video frame (inclusive range)
     drift: float = 0.02  # max linear drift per frame, fraction of the frame width
+    # Drift speed range (fraction of the frame width per frame) with a uniform direction, so that
+    # every object moves at least drift_speed[0]; None: each axis drifts uniformly within +-drift
+    # (x: of the width, y: of half the height).
+    drift_speed: tuple[float, float] | None = None
     flip_probability: float = 0.5  # horizontal flip (whole sequence)
     reverse_probability: float = 0.2  # play the object backwards
     match_grey: bool = True  # turn the object grey when the clip is grey (e.g. UCSD Ped2)
@@ -169,6 +173,37 @@ def scene_objects(videos: Sequence[np.ndarray], config: HarvestConfig = HarvestC
     if not heights:
         raise InputError("scene_objects", "no moving object found in the videos (static scene or wrong threshold)")
     return np.asarray(heights, dtype=np.float64), np.asarray(centres, dtype=np.float64).reshape(-1, 2)
+
+
+def scene_object_speeds(videos: Sequence[np.ndarray], config: HarvestConfig = HarvestConfig(), *,
+                        min_iou: float = 0.5) -> np.ndarray:
+    """Speeds of the moving objects of a static-camera scene, in fractions of the frame width per frame.
+
+    Background subtraction as in :meth:`ObjectBank.harvest` on every frame; each object of frame t
+    is matched to the object of frame t-1 it overlaps most, and the distance between their box
+    centres is one speed. Only clear matches (box IoU >= `min_iou`) count, so that blobs that merge
+    or split do not read as fast motion.
+
+    Raises:
+        InputError: no object moves from one frame to the next.
+    """
+    speeds = []
+    for frames in videos:
+        previous: list[tuple[int, int, int, int]] = []
+        for mask in foreground_masks(np.asarray(frames), config):
+            W = mask.shape[1]
+            boxes = [box for box, _ in foreground_objects(mask, config)]
+            for box in boxes:
+                best = max(previous, key=lambda other: _box_iou(other, box), default=None)
+                if best is not None and _box_iou(best, box) >= min_iou:
+                    dx = (box[0] + box[2] / 2) - (best[0] + best[2] / 2)
+                    dy = (box[1] + box[3] / 2) - (best[1] + best[3] / 2)
+                    speeds.append(float(np.hypot(dx, dy)) / W)
+            previous = boxes
+    if not speeds:
+        raise InputError("scene_object_speeds", "no object tracked from one frame to the next "
+                                                "(static scene or wrong threshold)")
+    return np.asarray(speeds, dtype=np.float64)
 
 
 def height_range(heights: np.ndarray, quantiles: tuple[float, float] = (0.1, 0.9)) -> tuple[float, float]:
@@ -360,7 +395,11 @@ def paste_object(clip: np.ndarray, deltas: Sequence[int], sequence: ObjectSequen
         cy, cx = rng.uniform(*y_range), rng.uniform(*x_range)
     else:
         cy, cx = float(np.clip(centre[0] * H, *y_range)), float(np.clip(centre[1] * W, *x_range))
-    vx, vy = rng.uniform(-1, 1, size=2) * config.drift * np.array([W, H / 2])
+    if config.drift_speed is None:
+        vx, vy = rng.uniform(-1, 1, size=2) * config.drift * np.array([W, H / 2])
+    else:
+        speed_px, angle = rng.uniform(*config.drift_speed) * W, rng.uniform(0, 2 * np.pi)
+        vx, vy = speed_px * np.cos(angle), speed_px * np.sin(angle)
     grey = config.match_grey and bool(np.all(clip[..., 0] == clip[..., 1])) and bool(np.all(clip[..., 1] == clip[..., 2]))
 
     out = clip.copy()
