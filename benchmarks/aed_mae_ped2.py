@@ -174,8 +174,8 @@ def scene_pastes_config(cfg: AedMaeConfig) -> AedMaeConfig:
 def scene_fast_pastes_config(cfg: AedMaeConfig) -> AedMaeConfig:
     """As :func:`scene_pastes_config`, and every training paste drifts at 3-8x the median speed of
     the scene's own moving objects (``training_paste_placement="scene_fast"``): Ped2's anomalies
-    (cyclists, skaters, a cart) are walker-sized but faster, while the configured drift (at most
-    0.02 of the width per frame per axis) is mostly walking pace."""
+    (cyclists, skaters, a cart) are walker-sized but faster, while the configured drift (each axis
+    uniform from zero up to 0.02 of the width per frame) lets many pastes move no faster than a walker."""
     return replace(cfg, training_paste_placement="scene_fast")
 
 

@@ -88,10 +88,11 @@ Departures from the paper (and from the authors' code), and why:
   walker-sized pastes (its training BCE stayed near chance) and every score fell, on the synthetic
   validation as on the test set (benchmarks/results/aed_mae_ped2.md, "scene-placed pastes").
   "scene_fast" pastes like "scene", and every object drifts at 3-8x the median frame-to-frame speed
-  of the scene's own objects (``scene_object_speeds``; Ped2 at 160x240: 0.003 of the width per
-  frame), in a uniform direction. Why tried: Ped2's anomalies differ from its walkers in speed, not
-  in size, while the configured drift (uniform within 0.02 of the width per frame per axis) is
-  mostly walking pace, so walker-sized pastes were indistinguishable from the walkers.
+  of the scene's own objects (``scene_object_speeds``), in a uniform direction. Why tried: Ped2's
+  anomalies differ from its walkers in speed more than in size, while the configured drift (each axis
+  uniform from zero up to 0.02 of the width per frame) lets many pastes move no faster than a walker. Why not the default: on Ped2
+  it did not help either; the classifier's training BCE again stayed near chance and every score
+  fell (benchmarks/results/aed_mae_ped2.md, "fast scene-placed pastes").
 * Score standardisation: the paper normalises each term per test video (transductive: it needs
   the whole test video). The default here standardises each term with mean/std measured on
   normal validation frames; ``score_norm="video-minmax"`` reproduces the per-video min-max
