@@ -59,17 +59,22 @@ def test_paste_drift_speed_sets_how_far_the_object_travels():
     clip = np.full((3, 64, 96, 3), 50, np.uint8)
     seq = ObjectSequence(tuple([np.full((8, 8, 3), 255, np.uint8)] * 10), tuple([np.ones((8, 8), bool)] * 10))
     config = PasteConfig(scale=(0.125, 0.125), flip_probability=0.0, drift_speed=(0.05, 0.06))
-    travelled = []
+    steps = []
     for seed in range(10):
         _, m = paste_object(clip, [-3, 0, 3], seq, np.random.default_rng(seed), config, centre=(0.5, 0.5))
         ends = [np.argwhere(k > 0).mean(axis=0) for k in m[[0, 2]]]  # (y, x) at t-3 and t+3
-        travelled.append(np.hypot(*(ends[1] - ends[0])) / 6)  # pixels per frame
-    # 0.05-0.06 of the 96-pixel width per frame, in directions all round (integer pixel rounding)
-    assert 4.8 - 0.4 <= min(travelled) and max(travelled) <= 5.76 + 0.4
-    # without drift_speed the draws are unchanged (earlier runs stay reproducible)
-    a = paste_object(clip, [-3, 0, 3], seq, np.random.default_rng(3), PasteConfig())
-    b = paste_object(clip, [-3, 0, 3], seq, np.random.default_rng(3), PasteConfig(drift_speed=None))
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+        steps.append((ends[1] - ends[0]) / 6)  # pixels per frame
+    speeds = np.hypot(*np.transpose(steps))
+    # 0.05-0.06 of the 96-pixel width per frame (integer pixel rounding), in directions all round
+    assert 4.8 - 0.4 <= speeds.min() and speeds.max() <= 5.76 + 0.4
+    assert len({(bool(dy > 0), bool(dx > 0)) for dy, dx in steps}) >= 3
+    # the drift takes as many draws either way: at zero speed both give the same batch, so switching
+    # drift_speed changes only the drift and leaves every other draw of a batch as it was
+    clips, deltas = np.repeat(clip[None], 6, axis=0), np.tile([-3, 0, 3], (6, 1))
+    still = paste_batch(clips, deltas, ObjectBank([seq]), np.random.default_rng(3), PasteConfig(probability=1.0, drift=0.0))
+    zero = paste_batch(clips, deltas, ObjectBank([seq]), np.random.default_rng(3),
+                       PasteConfig(probability=1.0, drift_speed=(0.0, 0.0)))
+    assert all(np.array_equal(x, y) for x, y in zip(still, zero))
     assert PasteConfig.from_dict({"drift_speed": [0.01, 0.02]}).drift_speed == (0.01, 0.02)
 
 

@@ -89,10 +89,11 @@ Departures from the paper (and from the authors' code), and why:
   validation as on the test set (benchmarks/results/aed_mae_ped2.md, "scene-placed pastes").
   "scene_fast" pastes like "scene", and every object drifts at 3-8x the median frame-to-frame speed
   of the scene's own objects (``scene_object_speeds``), in a uniform direction. Why tried: Ped2's
-  anomalies differ from its walkers in speed more than in size, while the configured drift (each axis
-  uniform from zero up to 0.02 of the width per frame) lets many pastes move no faster than a walker. Why not the default: on Ped2
-  it did not help either; the classifier's training BCE again stayed near chance and every score
-  fell (benchmarks/results/aed_mae_ped2.md, "fast scene-placed pastes").
+  anomalies differ from its walkers in speed more than in size, while the configured drift (each
+  axis uniform from zero up to 0.02 of the width per frame) lets many pastes move no faster than a
+  walker. Why not the default: on Ped2 it did not help either; the classifier's training BCE again
+  stayed near chance and every score fell (benchmarks/results/aed_mae_ped2.md, "fast scene-placed
+  pastes").
 * Score standardisation: the paper normalises each term per test video (transductive: it needs
   the whole test video). The default here standardises each term with mean/std measured on
   normal validation frames; ``score_norm="video-minmax"`` reproduces the per-video min-max
@@ -640,7 +641,7 @@ class AedMae(VadMethod):
                                   "object_bank": f"{bank.description}: {len(bank)} sequences" if bank else "none",
                                   "training_pastes": {"scale": list(paste.scale),
                                                       "centres": 0 if centres is None else len(centres),
-                                                      "drift_speed": paste.drift_speed and list(paste.drift_speed)}},
+                                                      "drift_speed": list(paste.drift_speed) if paste.drift_speed else None}},
                         resume=resume)
         net = AedMaeNet(cfg).to(self.device)
         self.net_ = net
