@@ -64,7 +64,8 @@ from localisation import localisation  # benchmarks/localisation.py (this script
 from vadistill.data.benchmarks import load_ped2
 from vadistill.data.clips import ClipDataset, load_frames
 from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig
-from vadistill.methods.aed_mae import AedMae, AedMaeConfig, AedMaeNet, AedMaeScorer, count_parameters, simplex_grid
+from vadistill.methods.aed_mae import (TERMS, AedMae, AedMaeConfig, AedMaeNet, AedMaeScorer, count_parameters,
+                                       simplex_grid, single_term_weights)
 from vadistill.provenance import command_line, describe_machine, git_revision, machine_info
 from vadistill.scoring import TemporalFilter, official_filter
 
@@ -118,6 +119,7 @@ SELECTION_SETTINGS = {
 }
 PIXEL_NORM_TITLES = {True: "per-pixel normalised error maps (pixel_norm=True)",
                      False: "raw error maps (the paper's; default)"}
+MAPS_COLUMN = {True: "per-pixel normalised", False: "raw (paper, default)"}  # "error maps" column of the tables
 MASKING_TITLES = {
     "complementary": "two complementary 50% masks (default)",
     "unmasked": "unmasked (this toolkit's earlier default)",
@@ -245,7 +247,7 @@ def test_terms(name: str, method: AedMae, test_refs, work: Path, resume: bool) -
     cache = work / "runs" / name / f"test_terms_{scoring_tag(method.config)}.npz"
     if resume and cache.exists():
         with np.load(cache) as data:
-            terms = {v.name: {k: data[f"{v.name}/{k}"] for k in ("teacher", "student", "classifier")} for v in test_refs}
+            terms = {v.name: {k: data[f"{v.name}/{k}"] for k in TERMS} for v in test_refs}
             return terms, float(data["fps"])
     started, frames = time.perf_counter(), 0
     terms = {}
@@ -283,8 +285,7 @@ def weights_on_synthetic_validation(method: AedMae, train_refs, bank: ObjectBank
 
 def single_terms(method: AedMae, terms: dict, labels: dict) -> dict:
     """Frame AUC of each term alone (standardised like the mix, same temporal filter)."""
-    return {name: aucs(method, terms, labels, tuple(float(k == i) for k in range(3)))
-            for i, name in enumerate(("teacher", "student", "classifier"))}
+    return {name: aucs(method, terms, labels, single_term_weights(name)) for name in TERMS}
 
 
 def peak_concentration(method: AedMae, train_refs) -> dict:
@@ -507,16 +508,16 @@ def write_markdown(path: Path, r: dict) -> None:
         for model, x in [("main", r)] + [(run_label(run), run) for run in runs]:
             other = x["other_pixel_norm"]
             for y, normed in ((x, r["config"]["pixel_norm"]), (other, other["pixel_norm"])):
-                title = "per-pixel normalised" if normed else "raw (paper, default)"
+                title = MAPS_COLUMN[normed]
                 peak, selections = y["peak_concentration"], y["weights_on_synthetic_validation"]
                 lines.append(f"| {model} | {title} | {peak['share']:.2f} ({tuple(peak['cell'])}, "
                              f"{peak['grid'][0]}x{peak['grid'][1]}) | "
                              + " | ".join(" / ".join(f"{selections[kind]['term_aucs'][k]:.3f}"
-                                                     for k in ("teacher", "student", "classifier"))
+                                                     for k in TERMS)
                                           + f" / {selections[kind]['auc']:.3f}" for kind in ("scene_anywhere", "scene"))
                              + " | "
                              + " / ".join(f"{y['single_terms'][k]['micro_auc']:.3f}"
-                                          for k in ("teacher", "student", "classifier")) + " |")
+                                          for k in TERMS) + " |")
     loc = r.get("localisation")
     if loc:
         models = [(f"main ({r['config']['input_size'][0]}x{r['config']['input_size'][1]})", r)]
@@ -526,7 +527,7 @@ def write_markdown(path: Path, r: dict) -> None:
                  for model, x in models if x.get("other_pixel_norm")]
         lines += ["", "## Localisation (pixel maps of the default scoring and of the other pixel_norm)", "",
                   "| model | error maps | pixel AUC | RBDC | TBDC |", "|---|---|---|---|---|",
-                  *[f"| {model} | {'per-pixel normalised' if normed else 'raw (paper, default)'} | "
+                  *[f"| {model} | {MAPS_COLUMN[normed]} | "
                     f"{x['pixel_auc']:.4f} | {x['rbdc']:.4f} | {x['tbdc']:.4f} |" for model, normed, x in rows],
                   "", f"{loc['num_gt_regions']} ground-truth regions, {loc['num_gt_tracks']} tracks; {loc['settings']}. "
                       "Maps are scored at the frame's native 240x360."]
@@ -612,7 +613,8 @@ def main() -> None:
         "same temporal filter, all terms": transductive_aucs(main_method, terms, labels, cfg.temporal_filter,
                                                              cfg.score_weights),
         "official code, non-Avenue branch: teacher only, aed_official filter (sigma 282, range 900)":
-            transductive_aucs(main_method, terms, labels, official_filter("aed-mae-shanghai"), (1.0, 0.0, 0.0)),
+            transductive_aucs(main_method, terms, labels, official_filter("aed-mae-shanghai"),
+                                single_term_weights("teacher")),
     }
     input_configs = {}  # name -> configuration of the runs beside the main one (RUN_TITLES)
     if not args.no_training_ablations:
@@ -626,9 +628,11 @@ def main() -> None:
     full = "main schedule (same model)"
     ablations = [
         {"name": "full (teacher + student + classifier)", "schedule": full, **main_scores},
-        {"name": "teacher only", "schedule": full, **aucs(main_method, terms, labels, (1.0, 0.0, 0.0))},
+        {"name": "teacher only", "schedule": full,
+         **aucs(main_method, terms, labels, single_term_weights("teacher"))},
         {"name": "teacher + student, no classifier", "schedule": full, **aucs(main_method, terms, labels, (0.4, 0.3, 0.0))},
-        {"name": "classifier only", "schedule": full, **aucs(main_method, terms, labels, (0.0, 0.0, 1.0))},
+        {"name": "classifier only", "schedule": full,
+         **aucs(main_method, terms, labels, single_term_weights("classifier"))},
     ]
     if not args.no_training_ablations:
         short = ablation_schedule(cfg, args.quick)

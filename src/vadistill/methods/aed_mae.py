@@ -1054,7 +1054,7 @@ class AedMae(VadMethod):
         self._set_threshold(clean)
         return {"weights": list(grid[best]), "auc": scores[best], "configured_weights": list(configured),
                 "configured_auc": auc(configured), "grid_auc_range": [min(scores), max(scores)],
-                "term_aucs": {name: auc(tuple(float(k == i) for k in range(3))) for i, name in enumerate(TERMS)},
+                "term_aucs": {name: auc(single_term_weights(name)) for name in TERMS},
                 "positives": int(labels.sum()), "negatives": int((1 - labels).sum()), "paste_scale": list(paste.scale),
                 "paste_centres": 0 if centres is None else len(centres)}
 
@@ -1190,6 +1190,11 @@ def simplex_grid(step: float) -> list[tuple[float, float, float]]:
     """All (a, b, c) with a + b + c = 1 on a grid of `step` (0.1: 66 triples)."""
     n = round(1 / step)
     return [(i / n, j / n, (n - i - j) / n) for i in range(n + 1) for j in range(n + 1 - i)]
+
+
+def single_term_weights(term: str) -> tuple[float, float, float]:
+    """Score weights that keep one of TERMS alone, e.g. "teacher" -> (1.0, 0.0, 0.0)."""
+    return tuple(float(name == term) for name in TERMS)
 
 
 def count_parameters(module: nn.Module) -> int:
