@@ -73,7 +73,7 @@ Departures from the paper (and from the authors' code), and why:
   weighted error of ALL tokens and over the batch; ``loss_tokens="all"`` uses all tokens).
 * Loss weights: the paper trains one MSE over the 4 output channels; we split it into the RGB
   term and the map term with the same relative weight (1/3 = one channel against three). The
-  classifier's BCE weight (0.1) is our choice.
+  classifier's BCE weight (0.1) is our choice (1.0 was tried with walker-sized pastes, see below).
 * Stage 2 keeps the frozen parts in eval mode (their batch-norm statistics stop moving).
 * Synthetic anomalies: objects harvested automatically from any static-camera footage by
   background subtraction (or loaded from a folder, e.g. UBnormal cut-outs), not UBnormal only.
@@ -93,7 +93,9 @@ Departures from the paper (and from the authors' code), and why:
   axis uniform from zero up to 0.02 of the width per frame) lets many pastes move no faster than a
   walker. Why not the default: on Ped2 it did not help either; the classifier's training BCE again
   stayed near chance and every score fell (benchmarks/results/aed_mae_ped2.md, "fast scene-placed
-  pastes").
+  pastes"). Nor did a classifier BCE weight of 1.0 with "scene" pastes make it learn them ("scene-placed
+  pastes, BCE weight 1"), although the default run's classifier, trained on the large pastes, finds
+  walker-sized ones in the synthetic validation.
 * Score standardisation: the paper normalises each term per test video (transductive: it needs
   the whole test video). The default here standardises each term with mean/std measured on
   normal validation frames; ``score_norm="video-minmax"`` reproduces the per-video min-max
