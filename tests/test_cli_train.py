@@ -72,6 +72,33 @@ def test_rescore_changes_scoring_without_retraining(custom_dataset, tiny_model, 
     assert list(loaded.config.score_weights) == report["weights"] and loaded.weight_selection_ == report
 
 
+FAST_TINY = ["input_size=[48,80]", "channels=[8,16,32]", "depth=1", "num_heads=2", "epochs=1", "batch_size=8",
+             "max_steps_per_epoch=3", "pseudo_count=16", "ae.epochs=1", "knn.pca_dim=8"]
+
+
+def test_rescore_changes_the_scoring_of_a_fast_aed_model(custom_dataset, tmp_path):
+    from vadistill.methods.fast_aed import FastAed
+
+    torch.set_num_threads(1)
+    run_dir = tmp_path / "run"
+    assert cli.main(["--quiet", "train", "fast-aed", "--dataset", "custom", "--root", str(custom_dataset),
+                     "--run-dir", str(run_dir), "--no-eval"] + [a for pair in FAST_TINY for a in ("--set", pair)]) == 0
+    out = tmp_path / "mean"
+    assert cli.main(["--quiet", "rescore", str(run_dir / "model.ckpt"), "--dataset", "custom", "--root",
+                     str(custom_dataset), "--out", str(out), "--set", "teacher_combine=mean",
+                     "--set", "temporal_filter.sigma=2"]) == 0
+    summary = json.loads((out / "rescore.json").read_text())
+    assert summary["method"] == "fast-aed" and set(summary["changes"]) == {"teacher_combine", "temporal_filter"}
+    original, rescored = FastAed.load(run_dir / "model.ckpt"), FastAed.load(out / "model.ckpt")
+    assert rescored.config.teacher_combine == "mean" and rescored.config.temporal_filter.sigma == 2
+    assert rescored.threshold_ == summary["threshold"] != original.threshold_  # recalibrated
+    assert len(json.loads((out / "scores.json").read_text())["cart"]) == 30  # and evaluated
+    # a training setting is refused in one line, nothing written
+    assert cli.main(["rescore", str(run_dir / "model.ckpt"), "--dataset", "custom", "--root", str(custom_dataset),
+                     "--out", str(tmp_path / "refused"), "--set", "epochs=3"]) == EXIT_USER_ERROR
+    assert not (tmp_path / "refused").exists()
+
+
 @pytest.mark.parametrize("overrides, expected", [
     (["embed_dim=8"], "embed_dim need(s) retraining"),
     (["weight_selection=synthetic-validation", "score_weights=[0.5,0.5,0.0]"], "weight_selection='fixed'"),

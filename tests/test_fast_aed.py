@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from vadistill import metrics
+from vadistill.data.clips import clip_indices
 from vadistill.data.synthetic import render_scene
 from vadistill.methods import METHODS
+from vadistill.methods.aed_mae import clips_to_input
 from vadistill.methods.fast_aed import (FastAed, FastAedConfig, FastAedStudent, MapDiscriminator, discriminator_loss,
                                         distillation_loss, generator_loss)
 from vadistill.teachers import SCALES, AeTeacherConfig, KnnTeacherConfig
@@ -138,6 +140,35 @@ def test_save_load_gives_identical_scores(scene, fitted, tmp_path):
     loaded = METHODS["fast-aed"].load(tmp_path / "model.ckpt")
     np.testing.assert_array_equal(loaded.anomaly_scores(test.frames), method.anomaly_scores(test.frames))
     assert loaded.threshold_ == method.threshold_
+
+
+def test_rescoring_changes_the_teacher_combination_without_retraining(scene, fitted, tmp_path):
+    train, test = scene
+    method, _ = fitted
+    mean = method.with_scoring(train, teacher_combine="mean")
+    assert mean.student_ is method.student_ and method.config.teacher_combine == "max"  # the original is untouched
+    # recalibrated on the normal validation tails: other statistics, other threshold, other scores
+    assert mean.score_stats_ != method.score_stats_ and mean.threshold_ != method.threshold_
+    max_scores, mean_scores = method.anomaly_scores(test.frames), mean.anomaly_scores(test.frames)
+    assert not np.allclose(max_scores, mean_scores)
+    # each head's term: the maximum over positions of the mean of the teachers' maps, standardised anew
+    terms = {scale: m.mean(dim=1).flatten(1).amax(dim=1).double().numpy()
+             for scale, m in student_maps(method, test.frames).items()}
+    expected = (FastAed.raw_from_terms(terms) - mean.score_stats_["mean"]) / mean.score_stats_["std"]
+    np.testing.assert_allclose(mean.anomaly_scores(test.frames, raw=True), expected, rtol=1e-5, atol=1e-5)
+    mean.save(tmp_path / "mean.ckpt")
+    loaded = FastAed.load(tmp_path / "mean.ckpt")
+    assert loaded.config.teacher_combine == "mean" and loaded.threshold_ == mean.threshold_
+    with pytest.raises(ValueError, match="epochs"):
+        method.with_scoring(train, epochs=1)
+
+
+def student_maps(method: FastAed, frames: np.ndarray) -> dict[int, torch.Tensor]:
+    """{scale: (T, teachers, s, s)} the student's maps of every frame, one per teacher."""
+    small = method._load_video(frames)[0]
+    clips = small[clip_indices(len(small), np.arange(len(small)), method.config.frame_offsets)]
+    with torch.inference_mode():
+        return method.student_(clips_to_input(clips))
 
 
 def test_config_round_trip():

@@ -179,9 +179,9 @@ def run_rescore(args: argparse.Namespace) -> int:
     from vadistill.runtime.model import load_method
 
     method = load_method(args.model)
-    if not hasattr(method, "with_scoring"):
+    if not method.SCORING_FIELDS:
         raise InputError(args.model, f"{method.name} has no scoring settings that change without retraining "
-                                     "(rescore handles aed-mae)")
+                                     "(rescore handles aed-mae and fast-aed)")
     values = apply_overrides(method.config.to_dict(), args.set or [])
     config = build_config(type(method.config).from_dict, values, "--set")
     changes = {f.name: getattr(config, f.name) for f in fields(config)
@@ -198,8 +198,9 @@ def run_rescore(args: argparse.Namespace) -> int:
         raise InputError("--set", str(error)) from None
     out = Path(args.out or f"{Path(args.model).resolve().parent}-rescored")
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"model": str(args.model), "changes": changes, "score_weights": list(rescored.config.score_weights),
-               "weight_selection": rescored.weight_selection_, "threshold": rescored.threshold_}
+    summary = {"model": str(args.model), "method": method.name, "changes": changes, "threshold": rescored.threshold_}
+    if method.name == "aed-mae":  # the weights it now scores with, and the report of their choice
+        summary.update(score_weights=list(rescored.config.score_weights), weight_selection=rescored.weight_selection_)
     text = json.dumps(summary, indent=2, default=str) + "\n"
     previous = out / "rescore.json"
     if not previous.exists() or previous.read_text() != text:  # another model: its test scores are stale
@@ -309,14 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     rescore = verbs.add_parser("rescore", help="a trained model with other scoring settings (masking, weights, "
                                                "filters; no retraining), recalibrated and evaluated")
-    rescore.add_argument("model", help="model.ckpt written by `vadistill train` (aed-mae)")
+    rescore.add_argument("model", help="model.ckpt written by `vadistill train` (aed-mae or fast-aed)")
     rescore.add_argument("--dataset", required=True, help="the benchmark the model was trained on (ped2, avenue, ...): "
                          "its normal training videos recalibrate the scores, its test set is evaluated")
     rescore.add_argument("--root", help="dataset folder (default: <data root>/<name>)")
     rescore.add_argument("--option", action="append", help="dataset loader option key=value (repeatable)")
     rescore.add_argument("--set", action="append", metavar="KEY=VALUE",
-                         help="scoring setting to change (repeatable), e.g. score_weights=[0.2,0.0,0.8], "
-                              "weight_selection=synthetic-validation, inference_mask_ratio=0, pixel_norm=true")
+                         help="scoring setting to change (repeatable), e.g. for aed-mae score_weights=[0.2,0.0,0.8], "
+                              "weight_selection=synthetic-validation, inference_mask_ratio=0, pixel_norm=true; "
+                              "for fast-aed teacher_combine=mean, temporal_filter.sigma=3")
     rescore.add_argument("--bank", help="object-bank folder for weight_selection=synthetic-validation "
                                         "(default: objects harvested from the training videos)")
     rescore.add_argument("--out", help="output folder (default: <model folder>-rescored)")

@@ -749,18 +749,11 @@ class AedMae(VadMethod):
 
         Example: ``AedMae.load(path).with_scoring(train_videos, complementary_masks=False, inference_mask_ratio=0)``.
         """
-        self.check_fitted()
-        unknown = sorted(set(changes) - set(self.SCORING_FIELDS))
-        if unknown:
-            raise ValueError(f"not scoring settings (they need retraining): {unknown}")
-        config = replace(self.config, **changes)
+        copy = self._copy_with_scoring(changes)
+        config = copy.config
         if "score_weights" in changes and config.weight_selection == "synthetic-validation":
             raise ValueError("score_weights are chosen by weight_selection='synthetic-validation'; "
                              "pass weight_selection='fixed' to score with the given weights")
-        copy = AedMae.__new__(AedMae)
-        copy.__dict__.update(self.__dict__)
-        copy.config = config
-        copy._cache = FrameCache()
         frames = [copy._cache.get(v, config.input_size) for v in train_videos]
         train_set, val_set = ClipDataset(frames, config.frame_offsets).split_tail(config.val_fraction)
         copy._calibrate(train_set, val_set)

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from typing import ClassVar, Sequence
 
 import numpy as np
 
-from vadistill.data.clips import VideoLike
+from vadistill.data.clips import FrameCache, VideoLike
 from vadistill.types import VideoRef
 
 
@@ -36,6 +37,9 @@ class VadMethod(ABC):
     name: ClassVar[str] = ""
     #: the frozen config dataclass (with ``from_dict``) the constructor takes
     config_class: ClassVar[type]
+    #: config fields that only change how a trained model is scored (``with_scoring``, ``vadistill
+    #: rescore``); empty when the method has none
+    SCORING_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def fit(self, train_videos: Sequence[VideoRef], *, run_dir: str | os.PathLike, resume: bool = False,
@@ -71,3 +75,17 @@ class VadMethod(ABC):
     def check_fitted(self) -> None:
         if not self.is_fitted():
             raise NotFittedError(f"{type(self).__name__} is not fitted yet: call fit() or load() first")
+
+    def _copy_with_scoring(self, changes: dict) -> "VadMethod":
+        """A copy of this fitted method (sharing its network) whose config has `changes`, and an
+        empty frame cache; ``with_scoring`` recalibrates it. Raises ValueError for a change outside
+        SCORING_FIELDS (it needs retraining)."""
+        self.check_fitted()
+        unknown = sorted(set(changes) - set(self.SCORING_FIELDS))
+        if unknown:
+            raise ValueError(f"not scoring settings (they need retraining): {unknown}")
+        copy = type(self).__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.config = replace(self.config, **changes)
+        copy._cache = FrameCache()
+        return copy

@@ -27,7 +27,9 @@ How it works (reads top to bottom):
    teachers and positions, as the authors' evaluation does; ``teacher_combine="mean"`` averages
    the teachers first); the frame score is the mean of the three heads' maxima, standardised with
    statistics of normal validation frames (saved in the checkpoint) and smoothed with a temporal
-   Gaussian. The 16x16 map, upsampled to the frame, is the pixel anomaly map.
+   Gaussian. The 16x16 map, upsampled to the frame, is the pixel anomaly map. The combination, the
+   temporal filter and the threshold change without retraining (:meth:`FastAed.with_scoring`,
+   ``vadistill rescore``).
 
 Departures from the paper, and why:
 
@@ -768,6 +770,24 @@ class FastAed(VadMethod):
         terms, maps = self.head_terms(frames, keep_maps=True)
         pixel = np.stack([cv2.resize(m, (W, H), interpolation=cv2.INTER_LINEAR) for m in maps]).astype(np.float32)
         return self.combine_terms(terms), pixel
+
+    # Settings that only change how the trained student is scored: the student predicts one map per
+    # teacher, so how they are combined, the temporal filter and the threshold need no retraining.
+    SCORING_FIELDS = ("teacher_combine", "temporal_filter", "threshold_quantile", "inference_batch_size")
+
+    def with_scoring(self, train_videos: Sequence[VideoLike], *, object_bank: ObjectBank | None = None,
+                     progress: bool = False, **changes) -> "FastAed":
+        """A copy of this trained model with other scoring settings (SCORING_FIELDS), recalibrated
+        on the held-out tail of the NORMAL training videos, as at the end of `fit` (the score
+        statistics and the threshold depend on the settings). `object_bank` and `progress` are
+        accepted for the common ``vadistill rescore`` call and unused: nothing is pasted here.
+
+        Example: ``FastAed.load(path).with_scoring(train_videos, teacher_combine="mean")``.
+        """
+        copy = self._copy_with_scoring(changes)
+        small = [copy._load_video(v)[0] for v in train_videos]
+        copy._calibrate(small, copy._split(small)[1])
+        return copy
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
