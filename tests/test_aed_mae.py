@@ -346,10 +346,10 @@ def test_training_pastes_take_the_scenes_size_and_places(tmp_path):
     train = [render_scene(40, H, W, seed=s).frames for s in (0, 10)]
     heights, centres = scene_objects(train)
     placed = AedMae(AedMaeConfig(**TINY, training_paste_placement="scene"))
-    paste, where = placed._training_placement(train)
+    [(paste, where)] = placed._training_placements(train)
     assert paste.scale == pytest.approx(height_range(heights)) and np.array_equal(where, centres)
     assert paste.scale[1] < placed.config.paste.scale[1]  # walkers are smaller than most configured pastes
-    assert AedMae(AedMaeConfig(**TINY))._training_placement(train) == (PasteConfig(), None)  # default: configured
+    assert AedMae(AedMaeConfig(**TINY))._training_placements(train) == [(PasteConfig(), None)]  # default: configured
     cfg = AedMaeConfig(**{**TINY, "input_size": (H, W)}, teacher_epochs=1, student_epochs=1, max_steps_per_epoch=2,
                        batch_size=8, map_filter=(3, 3, 3), training_paste_placement="scene")
     AedMae(cfg).fit(train, run_dir=tmp_path / "run", progress=False)
@@ -366,8 +366,8 @@ def test_fast_training_pastes_drift_faster_than_the_scenes_objects(tmp_path):
     train = [render_scene(40, H, W, seed=s).frames for s in (0, 10)]
     median = float(np.median(scene_object_speeds(train)))
     fast = AedMae(AedMaeConfig(**TINY, training_paste_placement="scene_fast"))
-    paste, where = fast._training_placement(train)
-    scene_paste, scene_where = AedMae(AedMaeConfig(**TINY, training_paste_placement="scene"))._training_placement(train)
+    [(paste, where)] = fast._training_placements(train)
+    [(scene_paste, scene_where)] = AedMae(AedMaeConfig(**TINY, training_paste_placement="scene"))._training_placements(train)
     assert paste.scale == scene_paste.scale and np.array_equal(where, scene_where)  # size and places as "scene"
     assert 0 < median and paste.drift_speed == pytest.approx([3 * median, 8 * median])
     assert scene_paste.drift_speed is None
@@ -376,6 +376,31 @@ def test_fast_training_pastes_drift_faster_than_the_scenes_objects(tmp_path):
     AedMae(cfg).fit(train, run_dir=tmp_path / "run", progress=False)
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["training_pastes"]
     assert recorded["drift_speed"] == pytest.approx(list(paste.drift_speed))
+
+
+def test_mixed_training_pastes_draw_the_configured_or_the_scenes_placement_per_batch(tmp_path):
+    train = [render_scene(40, H, W, seed=s).frames for s in (0, 10)]
+    cfg = AedMaeConfig(**{**TINY, "input_size": (H, W)}, teacher_epochs=1, student_epochs=1, max_steps_per_epoch=2,
+                       batch_size=8, map_filter=(3, 3, 3), training_paste_placement="mixed",
+                       paste=PasteConfig(probability=1.0))
+    mixed = AedMae(cfg)
+    placements = mixed._training_placements(train)
+    [(scene_paste, scene_where)] = AedMae(replace(cfg, training_paste_placement="scene"))._training_placements(train)
+    assert placements[0] == (cfg.paste, None)  # the configured sizes, anywhere
+    assert placements[1][0] == scene_paste and np.array_equal(placements[1][1], scene_where)
+    # every sample holds a paste (probability 1); its height tells which placement the batch drew
+    bank = ObjectBank.harvest(train)
+    dataset = ClipDataset(train, cfg.frame_offsets)
+    tallest = []
+    for epoch in range(6):
+        for batch in mixed._batches(dataset, bank, epoch=epoch, stage=1, shuffle=True, placements=placements):
+            rows = batch.target[:, 3].flatten(2).amax(2) > 0  # (B, H): rows covered by a paste
+            tallest.append(int(rows.sum(1).max()))
+    assert max(tallest) > scene_paste.scale[1] * H  # some batches took the configured, larger sizes...
+    assert min(tallest) <= np.ceil(scene_paste.scale[1] * H) + 1  # ...and some the scene's
+    mixed.fit(train, run_dir=tmp_path / "run", progress=False)
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["training_pastes"]
+    assert [entry["centres"] for entry in recorded] == [0, len(scene_where)]
 
 
 def test_weight_selection_falls_back_to_the_training_size_on_a_static_scene():

@@ -95,7 +95,9 @@ Departures from the paper (and from the authors' code), and why:
   stayed near chance and every score fell (benchmarks/results/aed_mae_ped2.md, "fast scene-placed
   pastes"). Nor did a classifier BCE weight of 1.0 with "scene" pastes make it learn them ("scene-placed
   pastes, BCE weight 1"), although the default run's classifier, trained on the large pastes, finds
-  walker-sized ones in the synthetic validation.
+  walker-sized ones in the synthetic validation. "mixed" draws, per training batch, "configured" or
+  "scene" with equal chance: the large pastes to get the classifier started, the walker-sized ones
+  to teach it the size of the scene's real anomalies (benchmarks/results/aed_mae_ped2.md, "mixed pastes").
 * Score standardisation: the paper normalises each term per test video (transductive: it needs
   the whole test video). The default here standardises each term with mean/std measured on
   normal validation frames; ``score_norm="video-minmax"`` reproduces the per-video min-max
@@ -156,7 +158,7 @@ SCORE_NORMS = ("val-zscore", "video-minmax")
 WEIGHT_SELECTIONS = ("fixed", "synthetic-validation")
 VALIDATION_PASTE_SCALES = ("scene", "training")
 VALIDATION_PASTE_POSITIONS = ("anywhere", "scene")
-TRAINING_PASTE_PLACEMENTS = ("configured", "scene", "scene_fast")
+TRAINING_PASTE_PLACEMENTS = ("configured", "scene", "scene_fast", "mixed")
 # "scene_fast": drift speeds of the training pastes as multiples of the scene objects' median speed
 FAST_PASTE_SPEED_FACTORS = (3.0, 8.0)
 ERRORS = ("l1", "l2")
@@ -209,7 +211,8 @@ class AedMaeConfig:
     # Size and place of the training pastes: "configured" = paste.scale, anywhere (as the paper's
     # pasted UBnormal objects); "scene" = the heights (10th-90th percentile) and centres of the
     # training footage's own moving objects (scene_objects); "scene_fast" = as "scene", and every
-    # paste drifts at 3-8x the median speed of those objects (scene_object_speeds), see Departures.
+    # paste drifts at 3-8x the median speed of those objects (scene_object_speeds); "mixed" = each
+    # training batch draws "configured" or "scene" with equal chance. See Departures.
     training_paste_placement: str = "configured"
     harvest: HarvestConfig = field(default_factory=HarvestConfig)  # automatic object harvesting
 
@@ -638,12 +641,13 @@ class AedMae(VadMethod):
         train_set, val_set = data.split_tail(cfg.val_fraction)
         if len(val_set) == 0:
             raise InputError(run_dir, "val_fraction must hold back at least one frame of normal validation data")
-        paste, centres = self._training_placement(frames)
+        placements = self._training_placements(frames)
+        described = [{"scale": list(paste.scale), "centres": 0 if centres is None else len(centres),
+                      "drift_speed": list(paste.drift_speed) if paste.drift_speed else None}
+                     for paste, centres in placements]
         prepare_run_dir(run_dir, {"method": self.name, "config": cfg.to_dict(), "train_videos": names,
                                   "object_bank": f"{bank.description}: {len(bank)} sequences" if bank else "none",
-                                  "training_pastes": {"scale": list(paste.scale),
-                                                      "centres": 0 if centres is None else len(centres),
-                                                      "drift_speed": list(paste.drift_speed) if paste.drift_speed else None}},
+                                  "training_pastes": described[0] if len(described) == 1 else described},
                         resume=resume)
         net = AedMaeNet(cfg).to(self.device)
         self.net_ = net
@@ -680,7 +684,7 @@ class AedMae(VadMethod):
         history = []
         result = run_stage("teacher", train_step=teacher_step,
                            make_batches=lambda e: self._batches(train_set, bank, epoch=e, stage=1, shuffle=True,
-                                                                paste=paste, centres=centres),
+                                                                placements=placements),
                            validate=teacher_val, get_state=state(optimizer), set_state=load_state(optimizer),
                            num_epochs=cfg.teacher_epochs, patience=cfg.patience, run_dir=run_dir, resume=resume,
                            progress=progress, on_epoch_start=lambda e: torch.manual_seed(cfg.seed * 1000 + e))
@@ -712,7 +716,7 @@ class AedMae(VadMethod):
 
         result = run_stage("student", train_step=student_step,
                            make_batches=lambda e: self._batches(train_set, bank, epoch=e, stage=2, shuffle=True,
-                                                                paste=paste, centres=centres),
+                                                                placements=placements),
                            validate=student_val, get_state=state(student_opt), set_state=load_state(student_opt),
                            num_epochs=cfg.student_epochs, patience=cfg.patience, run_dir=run_dir, resume=resume,
                            progress=progress, on_epoch_start=lambda e: torch.manual_seed(cfg.seed * 1000 + 500 + e))
@@ -776,24 +780,28 @@ class AedMae(VadMethod):
         self.weight_selection_ = self.select_score_weights(val_set, bank, scale=scale, centres=centres,
                                                            progress=progress)
 
-    def _training_placement(self, frames: Sequence[np.ndarray]) -> tuple[PasteConfig, np.ndarray | None]:
+    def _training_placements(self, frames: Sequence[np.ndarray]) -> list[tuple[PasteConfig, np.ndarray | None]]:
         """Paste settings and candidate centres (None: anywhere) of the training pastes, from
-        ``training_paste_placement``. "scene" / "scene_fast" raise InputError for footage without
-        moving objects (before any training, so nothing is lost)."""
+        ``training_paste_placement``: one pair, or two for "mixed" (each batch draws one). "scene",
+        "scene_fast" and "mixed" raise InputError for footage without moving objects (before any
+        training, so nothing is lost)."""
         cfg = self.config
         if cfg.training_paste_placement == "configured" or cfg.paste.probability <= 0:
-            return cfg.paste, None
+            return [(cfg.paste, None)]
         heights, centres = scene_objects(frames, cfg.harvest)
         paste = replace(cfg.paste, scale=height_range(heights))
+        if cfg.training_paste_placement == "mixed":
+            return [(cfg.paste, None), (paste, centres)]
         if cfg.training_paste_placement == "scene_fast":
             median = float(np.median(scene_object_speeds(frames, cfg.harvest)))
             paste = replace(paste, drift_speed=tuple(factor * median for factor in FAST_PASTE_SPEED_FACTORS))
-        return paste, centres
+        return [(paste, centres)]
 
     def _batches(self, dataset: ClipDataset, bank: ObjectBank | None, *, epoch: int, stage: int, shuffle: bool,
-                 paste: PasteConfig | None = None, centres: np.ndarray | None = None):
-        """Batches of one epoch; all randomness derives from (seed, stage, epoch). `paste` / `centres`:
-        the training pastes' settings and candidate centres (None: ``paste``, anywhere)."""
+                 placements: Sequence[tuple[PasteConfig, np.ndarray | None]] = ()):
+        """Batches of one epoch; all randomness derives from (seed, stage, epoch). `placements`: the
+        training pastes' (settings, candidate centres or None = anywhere), one drawn per batch when
+        there are several (empty: ``paste``, anywhere)."""
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, stage, epoch])
         order = batch_indices(len(dataset), cfg.batch_size, shuffle=shuffle, seed=rng.integers(2**63),
@@ -804,7 +812,9 @@ class AedMae(VadMethod):
                 break
             clips, items = dataset.gather(indices)  # (B, K, H, W, 3), (B, 2)
             times = np.stack([clip_indices(len(dataset.videos[v]), t, cfg.frame_offsets) for v, t in items])  # (B, K)
-            pasted, maps, labels = paste_batch(clips, times - items[:, 1:], bank, rng, paste or cfg.paste, centres)
+            paste, centres = (placements[int(rng.integers(len(placements)))] if len(placements) > 1
+                              else placements[0] if placements else (cfg.paste, None))
+            pasted, maps, labels = paste_batch(clips, times - items[:, 1:], bank, rng, paste, centres)
             around = np.stack([dataset.videos[v][clip_indices(len(dataset.videos[v]), t, (-cfg.motion_step, cfg.motion_step))]
                                for v, t in items])  # (B, 2, H, W, 3): clean frames t-s, t+s
             motion = temporal_gradient(rearrange(torch.from_numpy(around[:, 0]), "b h w c -> b c h w"),
