@@ -67,6 +67,24 @@ def test_seeded_masking_is_deterministic():
     assert (a.mask[0] != a.mask[1]).any()  # per-sample masks
 
 
+def test_token_max_classifier_reads_the_most_anomalous_visible_token():
+    net = AedMaeNet(AedMaeConfig(**TINY, classifier_pooling="token-max")).eval()
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in AedMaeNet(AedMaeConfig(**TINY)).parameters())
+    encoded = []
+    net.encoder_norm.register_forward_hook(lambda module, args, out: encoded.append(out))
+    x = torch.randn(2, 9, 32, 48)
+    with torch.no_grad():
+        out = net(x, 0.5, torch.Generator().manual_seed(0))
+        z = encoded[0]  # (B, 1 + N', D): CLS token, then the visible tokens only
+        per_token = net.classifier(z[:, 1:])[..., 0]  # (B, N')
+        cls_reading = net.classifier(z[:, :1]).flatten()
+    assert z.shape[1] == 1 + int((out.mask[0] == 0).sum())
+    assert torch.allclose(out.logit, per_token.max(dim=1).values)
+    assert not torch.allclose(out.logit, cls_reading)  # not the CLS token's reading
+    with pytest.raises(ValueError, match="classifier_pooling"):
+        AedMaeConfig(classifier_pooling="mean")
+
+
 def test_masked_patches_do_not_leak_into_the_output():
     cfg = AedMaeConfig(**TINY)
     net = AedMaeNet(cfg).eval()

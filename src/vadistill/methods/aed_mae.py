@@ -98,6 +98,13 @@ Departures from the paper (and from the authors' code), and why:
   walker-sized ones in the synthetic validation. "mixed" draws, per training batch, "configured" or
   "scene" with equal chance: the large pastes to get the classifier started, the walker-sized ones
   to teach it the size of the scene's real anomalies (benchmarks/results/aed_mae_ped2.md, "mixed pastes").
+* Classifier pooling (``classifier_pooling``, not in the paper): "cls" (default) is the paper's head on
+  the CLS token; "token-max" applies the same linear layer to every visible token and takes the
+  maximum (multiple-instance style: the frame holds an anomaly if one token does). Why tried: with
+  walker-sized pastes (2-6 of 150 tokens at 160x240) the CLS token never learnt to find them; a
+  per-token decision does not have to. Same parameters; in inference the maximum of each masked
+  pass is averaged over the passes, like the CLS logit (benchmarks/results/aed_mae_ped2.md,
+  "token-max classifier").
 * Score standardisation: the paper normalises each term per test video (transductive: it needs
   the whole test video). The default here standardises each term with mean/std measured on
   normal validation frames; ``score_norm="video-minmax"`` reproduces the per-video min-max
@@ -159,6 +166,7 @@ WEIGHT_SELECTIONS = ("fixed", "synthetic-validation")
 VALIDATION_PASTE_SCALES = ("scene", "training")
 VALIDATION_PASTE_POSITIONS = ("anywhere", "scene")
 TRAINING_PASTE_PLACEMENTS = ("configured", "scene", "scene_fast", "mixed")
+CLASSIFIER_POOLINGS = ("cls", "token-max")
 # "scene_fast": drift speeds of the training pastes as multiples of the scene objects' median speed
 FAST_PASTE_SPEED_FACTORS = (3.0, 8.0)
 ERRORS = ("l1", "l2")
@@ -190,6 +198,9 @@ class AedMaeConfig:
     inference_mask_ratio: float = 0.5  # share hidden in each inference pass (0 = all tokens visible)
     complementary_masks: bool = True  # with ratio > 0: score every token in a pass that hides it (False:
     #                                   one random mask, the authors' inference; see Departures)
+    # Where the classifier reads the encoder: "cls" = the CLS token (paper); "token-max" = the same
+    # linear layer on every visible token, maximum over tokens (see Departures)
+    classifier_pooling: str = "cls"
 
     # -- training --
     seed: int = 0  # seeds weights, batches, masks and pasted objects
@@ -266,6 +277,8 @@ class AedMaeConfig:
         if self.training_paste_placement not in TRAINING_PASTE_PLACEMENTS:
             raise ValueError(f"training_paste_placement must be one of {TRAINING_PASTE_PLACEMENTS}, "
                              f"got {self.training_paste_placement!r}")
+        if self.classifier_pooling not in CLASSIFIER_POOLINGS:
+            raise ValueError(f"classifier_pooling must be one of {CLASSIFIER_POOLINGS}, got {self.classifier_pooling!r}")
         if self.validation_paste_scale not in VALIDATION_PASTE_SCALES:
             raise ValueError(f"validation_paste_scale must be one of {VALIDATION_PASTE_SCALES}, "
                              f"got {self.validation_paste_scale!r}")
@@ -383,7 +396,10 @@ class AedMaeNet(nn.Module):
             z = blk(z, grid)
         z = self.encoder_norm(z)
         # 3-D input: exports as MatMul + Add, not Gemm (which ONNX int8 quantisation mis-types after masking)
-        logit = self.classifier(z[:, :1]).flatten()  # (B,)
+        if self.cfg.classifier_pooling == "token-max":  # a small object can decide through its own tokens
+            logit = self.classifier(z[:, 1:]).amax(dim=(1, 2))  # (B,)
+        else:
+            logit = self.classifier(z[:, :1]).flatten()  # (B,)
 
         # -- teacher decoder: mask tokens take the dropped positions --
         y = self.decoder_embed(z)  # (B, 1 + N', Dd)
