@@ -421,6 +421,30 @@ def test_mixed_training_pastes_draw_the_configured_or_the_scenes_placement_per_b
     assert [entry["centres"] for entry in recorded] == [0, len(scene_where)]
 
 
+def test_pasted_loss_early_stopping_watches_the_whole_teacher_loss_on_pasted_validation_clips(tmp_path):
+    train = [render_scene(40, H, W, seed=s).frames for s in (0, 10)]  # already at the model size
+    cfg = AedMaeConfig(**{**TINY, "input_size": (H, W)}, teacher_epochs=1, student_epochs=1, max_steps_per_epoch=2,
+                       batch_size=8, map_filter=(3, 3, 3), paste=PasteConfig(probability=0.5))
+    watched = {}
+    for rule in ("reconstruction", "pasted-loss"):
+        method = AedMae(replace(cfg, early_stopping=rule)).fit(train, run_dir=tmp_path / rule, progress=False)
+        # the fitted teacher is the state of its only epoch: recompute what early stopping saw
+        _, val_set = ClipDataset(train, cfg.frame_offsets).split_tail(cfg.val_fraction)
+        pasted = rule == "pasted-loss"
+        bank = ObjectBank.harvest(train, description="harvested from the training videos") if pasted else None
+        batches = list(method._batches(val_set, bank, epoch=0, stage=99, shuffle=False,
+                                       placements=method._training_placements(train) if pasted else ()))
+        assert any(b.label.any() for b in batches) == pasted  # pastes only in the pasted validation
+        method.net_.eval()
+        with torch.no_grad():
+            expected = np.mean([method._teacher_losses(b)["loss" if pasted else "rec"].item() for b in batches])
+        watched[rule] = method.history_[0]["val"]
+        assert watched[rule] == pytest.approx(expected, rel=1e-5)
+    assert watched["pasted-loss"] > watched["reconstruction"]  # map and classification terms added
+    with pytest.raises(ValueError, match="early_stopping"):
+        AedMaeConfig(early_stopping="test-auc")
+
+
 def test_weight_selection_falls_back_to_the_training_size_on_a_static_scene():
     static = np.repeat(render_scene(1, H, W, seed=3).frames, 20, axis=0)
     method = AedMae(AedMaeConfig(**TINY, weight_selection="synthetic-validation"))
