@@ -368,9 +368,12 @@ def training_summary(method: AedMae, wall_time_s: float) -> dict:
     # the classifier's training BCE per teacher epoch: does it learn to find the pasted objects?
     # (a constant output of 0.25 scores 0.56 when a quarter of the samples hold one)
     cls = [h["train"]["cls"] for h in history if h["stage"] == "teacher" and "cls" in h.get("train", {})]
+    teacher = [h for h in history if h["stage"] == "teacher"]
     return {"wall_time_s": wall_time_s, "epoch_seconds_total": sum(h["seconds"] for h in history),
-            "teacher_epochs_run": sum(1 for h in history if h["stage"] == "teacher"),
+            "teacher_epochs_run": len(teacher),
             "student_epochs_run": sum(1 for h in history if h["stage"] == "student"),
+            # early stopping restores the best validation epoch: the model kept may predate the last one
+            "teacher_epoch_kept": teacher[-1]["best_epoch"] + 1 if teacher else None,
             "classifier_bce_per_teacher_epoch": cls}
 
 
@@ -470,7 +473,10 @@ def bce_summary(run: dict) -> str:
     cls = run.get("classifier_bce_per_teacher_epoch") or []
     if not cls:
         return ""
-    return f"; classifier training BCE {min(cls):.2f}-{max(cls):.2f} over the teacher epochs, {cls[-1]:.2f} at the last"
+    kept = run.get("teacher_epoch_kept")
+    at_kept = f", {cls[kept - 1]:.2f} at epoch {kept}, the one early stopping kept" if kept and kept <= len(cls) else ""
+    return (f"; classifier training BCE {min(cls):.2f}-{max(cls):.2f} over the teacher epochs, "
+            f"{cls[-1]:.2f} at the last{at_kept}")
 
 
 def write_markdown(path: Path, r: dict) -> None:
