@@ -119,7 +119,8 @@ Departures from the paper (and from the authors' code), and why:
   draw), as the student stage then does too. Why offered: the reconstruction loss alone can stop a
   run, and restore an epoch, before the classifier has learnt anything. On Ped2 a run with mixed
   pastes stopped at epoch 14 and went back to epoch 9 with the classifier's training BCE still at
-  0.53, while it had fallen to 0.37 by epoch 14 (benchmarks/results/aed_mae_ped2.md, "mixed pastes").
+  0.53, while it had fallen to 0.37 by epoch 14 (BCE per epoch: benchmarks/results/aed_mae_ped2.json,
+  "mixed_pastes"; the epoch kept: the run's history.jsonl).
 * Score weights: the paper fixes 0.4 / 0.3 / 0.3. ``weight_selection="synthetic-validation"``
   (not in the paper, off by default) chooses them instead on synthetic anomalies pasted into the
   held-out normal frames (:meth:`AedMae.select_score_weights`): a choice any user can make without
@@ -686,8 +687,9 @@ class AedMae(VadMethod):
         # Validation batches are rebuilt each time (same seed: same clips, masks and pastes every
         # epoch) rather than kept in memory.
         pasted_validation = cfg.early_stopping == "pasted-loss"
-        val_batches = lambda: self._batches(val_set, bank if pasted_validation else None, epoch=0,  # noqa: E731
-                                            stage=99, shuffle=False, placements=placements if pasted_validation else ())
+        val_bank, val_placements = (bank, placements) if pasted_validation else (None, ())  # else clean clips
+        val_batches = lambda: self._batches(val_set, val_bank, epoch=0, stage=99, shuffle=False,  # noqa: E731
+                                            placements=val_placements)
         watched = "loss" if pasted_validation else "rec"
 
         # stage 1: encoder + teacher decoder + classifier
@@ -838,6 +840,7 @@ class AedMae(VadMethod):
         training pastes' (settings, candidate centres or None = anywhere), one drawn per batch when
         there are several (empty: ``paste``, anywhere)."""
         cfg = self.config
+        placements = placements or [(cfg.paste, None)]
         rng = np.random.default_rng([cfg.seed, stage, epoch])
         order = batch_indices(len(dataset), cfg.batch_size, shuffle=shuffle, seed=rng.integers(2**63),
                               drop_last=shuffle and len(dataset) >= cfg.batch_size)
@@ -847,8 +850,8 @@ class AedMae(VadMethod):
                 break
             clips, items = dataset.gather(indices)  # (B, K, H, W, 3), (B, 2)
             times = np.stack([clip_indices(len(dataset.videos[v]), t, cfg.frame_offsets) for v, t in items])  # (B, K)
-            paste, centres = (placements[int(rng.integers(len(placements)))] if len(placements) > 1
-                              else placements[0] if placements else (cfg.paste, None))
+            # one placement: no draw, so single-placement runs keep their random stream
+            paste, centres = placements[int(rng.integers(len(placements)))] if len(placements) > 1 else placements[0]
             pasted, maps, labels = paste_batch(clips, times - items[:, 1:], bank, rng, paste, centres)
             around = np.stack([dataset.videos[v][clip_indices(len(dataset.videos[v]), t, (-cfg.motion_step, cfg.motion_step))]
                                for v, t in items])  # (B, 2, H, W, 3): clean frames t-s, t+s
