@@ -2,7 +2,8 @@
 
     python benchmarks/aed_mae_ped2.py            # full run, about 4 hours on 2 CPU cores
     python benchmarks/aed_mae_ped2.py --quick    # smoke run, a few minutes, numbers meaningless
-    python benchmarks/aed_mae_ped2.py --resume   # continue an interrupted run (finished parts are reused)
+    python benchmarks/aed_mae_ped2.py --resume   # continue an interrupted run (trained models, test terms, localisation
+                                                 # and validation measurements are reused, per trained model)
     python benchmarks/aed_mae_ped2.py --resume --paper-input   # also the paper's 320x640 input (+5 hours)
 
 What it does:
@@ -316,18 +317,38 @@ def aucs(method: AedMae, terms: dict, labels: dict, weights=None) -> dict:
             "macro_videos": macro.num_videos_used}
 
 
+def cached_json(path: Path, resume: bool, compute):
+    """``compute()`` (a JSON-able dict), or with --resume its result saved by an earlier run for the
+    same trained model: the run's model.ckpt size and modification time are saved with it, so a
+    retrained model is measured again. Why: these validation-only measurements (synthetic
+    validation, peak concentration) re-score hundreds of held-out frames per run and were most of
+    a --resume rerun's time."""
+    model = path.parent / "model.ckpt"
+    stamp = [model.stat().st_size, model.stat().st_mtime_ns] if model.exists() else None
+    if resume and stamp and path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("model_stamp") == stamp:
+            return saved["value"]
+    value = compute()
+    path.write_text(json.dumps({"model_stamp": stamp, "value": value}, indent=1))
+    return value
+
+
 def weights_on_synthetic_validation(method: AedMae, train_refs, bank: ObjectBank, terms: dict, labels: dict,
+                                    run_dir: Path, resume: bool,
                                     kinds=("scene", "training", "scene_anywhere")) -> dict:
     """Score weights chosen on objects pasted into the held-out normal frames (no test labels),
     through the path `vadistill rescore` runs (``AedMae.with_scoring``; the committed configuration
     keeps the paper's weights), once per kind of pasted objects (SELECTION_SETTINGS: the scene's own
     objects' size and places, the default; the training pastes' size; the scene's size anywhere).
-    Each report gets the test AUC of its weights ("test"), which is reported, never used for the choice."""
+    Each report gets the test AUC of its weights ("test"), which is reported, never used for the choice.
+    The reports are cached in ``run_dir`` (:func:`cached_json`)."""
     reports = {}
     for kind in kinds:
-        chosen = method.with_scoring(train_refs, object_bank=bank, progress=True,
-                                     weight_selection="synthetic-validation", **SELECTION_SETTINGS[kind])
-        report = chosen.weight_selection_
+        def select(kind=kind) -> dict:
+            return method.with_scoring(train_refs, object_bank=bank, progress=True,
+                                       weight_selection="synthetic-validation", **SELECTION_SETTINGS[kind]).weight_selection_
+        report = cached_json(run_dir / f"synthetic_validation_{scoring_tag(method.config)}_{kind}.json", resume, select)
         reports[kind] = {**report, "grid_size": len(simplex_grid(0.1)),
                          "test": aucs(method, terms, labels, tuple(report["weights"]))}
     return reports
@@ -338,10 +359,15 @@ def single_terms(method: AedMae, terms: dict, labels: dict) -> dict:
     return {name: aucs(method, terms, labels, single_term_weights(name)) for name in TERMS}
 
 
-def peak_concentration(method: AedMae, train_refs) -> dict:
+def peak_concentration(method: AedMae, train_refs, run_dir: Path, resume: bool) -> dict:
     """Where the teacher's frame term comes from on NORMAL frames (no test data): the share of the
     held-out validation frames whose filtered teacher map peaks in the most common token cell.
-    Near 1: one fixed spot, not the objects, sets the frame term."""
+    Near 1: one fixed spot, not the objects, sets the frame term. Cached in ``run_dir``."""
+    return cached_json(run_dir / f"peak_concentration_{scoring_tag(method.config)}.json", resume,
+                       lambda: measure_peak_concentration(method, train_refs))
+
+
+def measure_peak_concentration(method: AedMae, train_refs) -> dict:
     cfg = method.config
     frames = [method._cache.get(v, cfg.input_size) for v in train_refs]
     val_set = ClipDataset(frames, cfg.frame_offsets).split_tail(cfg.val_fraction)[1]
@@ -362,12 +388,14 @@ def other_pixel_norm(name: str, method: AedMae, train_refs, test_refs, bank: Obj
     validation anomalies of the scene's size, and where the teacher's frame term peaks on normal
     frames; plus its localisation."""
     other = scored_with(method, train_refs, pixel_norm=not method.config.pixel_norm)
+    run_dir = work / "runs" / name
     terms, _ = test_terms(name, other, test_refs, work, resume)
     return {"pixel_norm": other.config.pixel_norm, **aucs(other, terms, labels),
             "single_terms": single_terms(other, terms, labels),
             "weights_on_synthetic_validation": weights_on_synthetic_validation(other, train_refs, bank, terms, labels,
+                                                                               run_dir, resume,
                                                                                kinds=("scene", "scene_anywhere")),
-            "peak_concentration": peak_concentration(other, train_refs),
+            "peak_concentration": peak_concentration(other, train_refs, run_dir, resume),
             "localisation": localisation(other, test_refs,
                                          work / "runs" / name / f"localisation_{scoring_tag(other.config)}.json", resume)}
 
@@ -405,8 +433,9 @@ def input_run(name: str, cfg: AedMaeConfig, train_refs, test_refs, bank: ObjectB
              "single_terms": single_terms(method, terms, labels),
              **training_summary(method, seconds), "scoring_fps": fps,
              "weights_on_synthetic_validation": weights_on_synthetic_validation(method, train_refs, bank, terms, labels,
+                                                                                work / "runs" / name, resume,
                                                                                 kinds=kinds),
-             "peak_concentration": peak_concentration(method, train_refs),
+             "peak_concentration": peak_concentration(method, train_refs, work / "runs" / name, resume),
              "other_pixel_norm": other_pixel_norm(name, method, train_refs, test_refs, bank, labels, work, resume),
              "localisation": localisation(method, test_refs,
                                           work / "runs" / name / f"localisation_{scoring_tag(method.config)}.json",
@@ -654,7 +683,8 @@ def main() -> None:
     located = localisation(main_method, test_refs,
                            work / "runs" / "main" / f"localisation_{scoring_tag(main_method.config)}.json", args.resume)
     print(f"[localisation] {located}", flush=True)
-    selection = weights_on_synthetic_validation(main_method, train_refs, bank, terms, labels)
+    selection = weights_on_synthetic_validation(main_method, train_refs, bank, terms, labels,
+                                                work / "runs" / "main", args.resume)
     print(f"[weights on synthetic validation] {selection}", flush=True)
     masking_variants = {}
     for masking in MASKING:
@@ -664,7 +694,7 @@ def main() -> None:
             print(f"[inference {masking}] {masking_variants[masking]}", flush=True)
     main_other = other_pixel_norm("main", main_method, train_refs, test_refs, bank, labels, work, args.resume)
     print(f"[other pixel_norm] {main_other}", flush=True)
-    main_peaks = peak_concentration(main_method, train_refs)
+    main_peaks = peak_concentration(main_method, train_refs, work / "runs" / "main", args.resume)
     transductive = {
         "same temporal filter, all terms": transductive_aucs(main_method, terms, labels, cfg.temporal_filter,
                                                              cfg.score_weights),
