@@ -41,7 +41,8 @@ What it does:
    (``scene_fast_pastes_config``), one with them and a classifier BCE weight of 1.0 instead of 0.1
    (``scene_pastes_strong_cls_config``), one with each batch drawing the configured or the scene's
    pastes (``mixed_pastes_config``), one with them and early stopping on the whole loss of pasted
-   validation clips (``mixed_pastes_pasted_stopping_config``), the same at 224x336
+   validation clips (``mixed_pastes_pasted_stopping_config``), the same with a classifier that takes the
+   maximum over per-token logits (``mixed_pastes_pasted_stopping_token_max_config``), the same at 224x336
    (``finer_mixed_pastes_pasted_stopping_config``), one more with a finer input (224x336, ``finer_input_config``), a step toward the
    paper's 320x640; with ``--paper-input`` one more at the paper's 320x640 (``paper_input_config``,
    about 5 hours). Each is measured like the main run (frame AUC, single terms, weights on
@@ -177,6 +178,10 @@ RUN_TITLES = {
     "mixed_pastes_pasted_stopping": ("mixed pastes, pasted-loss early stopping ({size})",
                                      "same settings, mixed training pastes as above, early stopping on the teacher's "
                                      "whole loss on pasted validation clips (early_stopping='pasted-loss')"),
+    "mixed_pastes_pasted_stopping_token_max": ("mixed pastes, pasted-loss early stopping, token-max classifier ({size})",
+                                               "as the run above, the classifier reads every visible token and "
+                                               "takes the maximum instead of reading the CLS token "
+                                               "(classifier_pooling='token-max')"),
     "finer_mixed_pastes_pasted_stopping": ("input {size}, mixed pastes, pasted-loss early stopping",
                                            "same settings trained at input {size} with mixed training pastes and "
                                            "pasted-loss early stopping (as the run above)"),
@@ -223,6 +228,15 @@ def mixed_pastes_pasted_stopping_config(cfg: AedMaeConfig) -> AedMaeConfig:
     (training BCE 0.53 -> 0.37 by epoch 14), but the clean-reconstruction validation loss had its best
     at epoch 9, so early stopping ended the run at 14 and restored epoch 9."""
     return replace(cfg, training_paste_placement="mixed", early_stopping="pasted-loss")
+
+
+def mixed_pastes_pasted_stopping_token_max_config(cfg: AedMaeConfig) -> AedMaeConfig:
+    """As :func:`mixed_pastes_pasted_stopping_config`, with the classifier's linear layer applied to
+    every visible token and the maximum logit taken (``classifier_pooling="token-max"``) instead of
+    reading the CLS token. Why: an anomaly on Ped2 covers a few of the 150 tokens; a per-token
+    detector with max pooling is a direct reading of "does any region hold a pasted object", while
+    the CLS token has to gather it through attention. Same parameter count."""
+    return replace(mixed_pastes_pasted_stopping_config(cfg), classifier_pooling="token-max")
 
 
 def finer_input_config(cfg: AedMaeConfig, quick: bool) -> AedMaeConfig:
@@ -709,6 +723,7 @@ def main() -> None:
         input_configs["scene_pastes_strong_cls"] = scene_pastes_strong_cls_config(cfg)
         input_configs["mixed_pastes"] = mixed_pastes_config(cfg)
         input_configs["mixed_pastes_pasted_stopping"] = mixed_pastes_pasted_stopping_config(cfg)
+        input_configs["mixed_pastes_pasted_stopping_token_max"] = mixed_pastes_pasted_stopping_token_max_config(cfg)
         input_configs["finer_input"] = finer_input_config(cfg, args.quick)
         input_configs["finer_mixed_pastes_pasted_stopping"] = finer_mixed_pastes_pasted_stopping_config(cfg, args.quick)
     if args.paper_input:
