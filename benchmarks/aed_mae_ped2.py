@@ -336,7 +336,8 @@ def cached_json(path: Path, resume: bool, compute):
     same trained model: the run's model.ckpt size and modification time are saved with it, so a
     retrained model is measured again. Why: these validation-only measurements (synthetic
     validation, peak concentration) re-score hundreds of held-out frames per run and were most of
-    a --resume rerun's time."""
+    a --resume rerun's time. Like the test-term cache, it does not see changes to the scoring or
+    selection code or to the object bank: after such a change, run without --resume."""
     model = path.parent / "model.ckpt"
     stamp = [model.stat().st_size, model.stat().st_mtime_ns] if model.exists() else None
     if resume and stamp and path.exists():
