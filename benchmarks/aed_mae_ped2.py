@@ -339,7 +339,8 @@ def cached_json(path: Path, resume: bool, compute):
     a --resume rerun's time. Like the test-term cache, it does not see changes to the scoring or
     selection code or to the object bank: after such a change, run without --resume."""
     model = path.parent / "model.ckpt"
-    stamp = [model.stat().st_size, model.stat().st_mtime_ns] if model.exists() else None
+    info = model.stat() if model.exists() else None
+    stamp = [info.st_size, info.st_mtime_ns] if info else None
     if resume and stamp and path.exists():
         saved = json.loads(path.read_text())
         if saved.get("model_stamp") == stamp:
@@ -411,8 +412,8 @@ def other_pixel_norm(name: str, method: AedMae, train_refs, test_refs, bank: Obj
                                                                                run_dir, resume,
                                                                                kinds=("scene", "scene_anywhere")),
             "peak_concentration": peak_concentration(other, train_refs, run_dir, resume),
-            "localisation": localisation(other, test_refs,
-                                         work / "runs" / name / f"localisation_{scoring_tag(other.config)}.json", resume)}
+            "localisation": localisation(other, test_refs, run_dir / f"localisation_{scoring_tag(other.config)}.json",
+                                         resume)}
 
 
 def training_summary(method: AedMae, wall_time_s: float) -> dict:
@@ -440,6 +441,7 @@ def input_run(name: str, cfg: AedMaeConfig, train_refs, test_refs, bank: ObjectB
     method, seconds = train_or_load(name, cfg, train_refs, bank, work, resume)
     method = scored_like(method, cfg, train_refs)
     terms, fps = test_terms(name, method, test_refs, work, resume)
+    run_dir = work / "runs" / name
     size = "x".join(map(str, cfg.input_size))
     label, description = (title.format(size=size) for title in RUN_TITLES[name])
     # with scene-placed training pastes, "the training pastes' size" is the scene's: that kind repeats "scene"
@@ -448,13 +450,11 @@ def input_run(name: str, cfg: AedMaeConfig, train_refs, test_refs, bank: ObjectB
              "single_terms": single_terms(method, terms, labels),
              **training_summary(method, seconds), "scoring_fps": fps,
              "weights_on_synthetic_validation": weights_on_synthetic_validation(method, train_refs, bank, terms, labels,
-                                                                                work / "runs" / name, resume,
-                                                                                kinds=kinds),
-             "peak_concentration": peak_concentration(method, train_refs, work / "runs" / name, resume),
+                                                                                run_dir, resume, kinds=kinds),
+             "peak_concentration": peak_concentration(method, train_refs, run_dir, resume),
              "other_pixel_norm": other_pixel_norm(name, method, train_refs, test_refs, bank, labels, work, resume),
              "localisation": localisation(method, test_refs,
-                                          work / "runs" / name / f"localisation_{scoring_tag(method.config)}.json",
-                                          resume)}
+                                          run_dir / f"localisation_{scoring_tag(method.config)}.json", resume)}
     print(f"[{name}] {entry}", flush=True)
     return entry
 

@@ -119,8 +119,8 @@ Departures from the paper (and from the authors' code), and why:
   draw), as the student stage then does too. Why offered: the reconstruction loss alone can stop a
   run, and restore an epoch, before the classifier has learnt anything. On Ped2 a run with mixed
   pastes stopped at epoch 14 and went back to epoch 9 with the classifier's training BCE still at
-  0.53, while it had fallen to 0.37 by epoch 14 (BCE per epoch: benchmarks/results/aed_mae_ped2.json,
-  "mixed_pastes"; the epoch kept: the run's history.jsonl).
+  0.53, while it had fallen to 0.37 by epoch 14 (BCE per epoch and the epoch kept:
+  benchmarks/results/aed_mae_ped2.md, "mixed pastes").
 * Score weights: the paper fixes 0.4 / 0.3 / 0.3. ``weight_selection="synthetic-validation"``
   (not in the paper, off by default) chooses them instead on synthetic anomalies pasted into the
   held-out normal frames (:meth:`AedMae.select_score_weights`): a choice any user can make without
