@@ -42,8 +42,8 @@ What it does:
    (``scene_pastes_strong_cls_config``), one with each batch drawing the configured or the scene's
    pastes (``mixed_pastes_config``), one with them and early stopping on the whole loss of pasted
    validation clips (``mixed_pastes_pasted_stopping_config``), the same with a classifier that takes the
-   maximum over per-token logits (``mixed_pastes_pasted_stopping_token_max_config``), the same at 224x336
-   (``finer_mixed_pastes_pasted_stopping_config``), one more with a finer input (224x336, ``finer_input_config``), a step toward the
+   maximum over per-token logits (``mixed_pastes_pasted_stopping_token_max_config``), the mixed-pastes,
+   pasted-loss recipe (CLS classifier) at 224x336 (``finer_mixed_pastes_pasted_stopping_config``), one more with a finer input (224x336, ``finer_input_config``), a step toward the
    paper's 320x640; with ``--paper-input`` one more at the paper's 320x640 (``paper_input_config``,
    about 5 hours). Each is measured like the main run (frame AUC, single terms, weights on
    synthetic validation, localisation).

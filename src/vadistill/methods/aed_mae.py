@@ -107,7 +107,11 @@ Departures from the paper (and from the authors' code), and why:
   maximum (multiple-instance style: the frame holds an anomaly if one token does). Why tried: with
   walker-sized pastes (2-6 of 150 tokens at 160x240) the CLS token never learnt to find them; a
   per-token decision does not have to. Same parameters; in inference the maximum of each masked
-  pass is averaged over the passes, like the CLS logit. Not yet measured on Ped2.
+  pass is averaged over the passes, like the CLS logit. Why not the default: on Ped2, with mixed
+  pastes and pasted-loss early stopping, its classifier alone scored better on micro AUC and worse
+  on macro than the CLS head's, while the teacher term and the combined score with the paper's
+  weights fell, and the label-free synthetic validation preferred the CLS model
+  (benchmarks/results/aed_mae_ped2.md, "token-max classifier").
 * Score standardisation: the paper normalises each term per test video (transductive: it needs
   the whole test video). The default here standardises each term with mean/std measured on
   normal validation frames; ``score_norm="video-minmax"`` reproduces the per-video min-max
