@@ -188,7 +188,7 @@ RUN_TITLES = {
                    "drawn anew): how far a second draw moves the numbers"),
     "finer_mixed_pastes_pasted_stopping": ("input {size}, mixed pastes, pasted-loss early stopping",
                                            "same settings trained at input {size} with mixed training pastes and "
-                                           "pasted-loss early stopping (as the run above)"),
+                                           "pasted-loss early stopping (CLS classifier)"),
 }
 
 
