@@ -50,6 +50,12 @@ What it does:
    synthetic validation, localisation).
 
 Writes ``benchmarks/results/aed_mae_ped2.json`` and ``.md`` (``--quick`` writes ``*_quick.*``).
+
+    python benchmarks/aed_mae_ped2.py --resume --experiment all_token_loss   # one experiment's runs only
+
+``--experiment NAME`` trains and measures only the runs of one experiment (``EXPERIMENTS``: each
+asks one question) like the runs above, each also scored with the other inference maskings, and
+writes ``aed_mae_ped2_NAME.json`` and ``.md``, leaving the main file as it is.
 """
 
 from __future__ import annotations
@@ -189,6 +195,14 @@ RUN_TITLES = {
     "finer_mixed_pastes_pasted_stopping": ("input {size}, mixed pastes, pasted-loss early stopping",
                                            "same settings trained at input {size} with mixed training pastes and "
                                            "pasted-loss early stopping (CLS classifier)"),
+    "all_token_loss": ("losses over all tokens ({size})",
+                       "the main run's settings with the reconstruction and map losses over every token, visible "
+                       "ones too, as the authors' code (loss_tokens='all')"),
+    "mixed_pastes_pasted_stopping_all_token_loss": ("mixed pastes, pasted-loss early stopping, losses over all "
+                                                    "tokens ({size})",
+                                                    "mixed training pastes and pasted-loss early stopping, with "
+                                                    "the reconstruction and map losses over every token "
+                                                    "(loss_tokens='all')"),
 }
 
 
@@ -243,6 +257,22 @@ def mixed_pastes_pasted_stopping_token_max_config(cfg: AedMaeConfig) -> AedMaeCo
     return replace(mixed_pastes_pasted_stopping_config(cfg), classifier_pooling="token-max")
 
 
+def all_token_loss_config(cfg: AedMaeConfig) -> AedMaeConfig:
+    """The main configuration with the reconstruction and map losses over every token, the visible
+    ones too (``loss_tokens="all"``), as the authors' code trains: its motion-weighted loss sums the
+    weighted error of all tokens and never reads the mask. Why: with the loss on the masked tokens
+    only, a pasted object in a visible token is never supervised, so the teacher is never asked to
+    leave a visible anomaly out of its reconstruction or to mark it in the map; over all tokens it is
+    (half of every pasted object is visible). Same input, schedule, seed and early stopping."""
+    return replace(cfg, loss_tokens="all")
+
+
+def mixed_pastes_pasted_stopping_all_token_loss_config(cfg: AedMaeConfig) -> AedMaeConfig:
+    """:func:`mixed_pastes_pasted_stopping_config` (the recommended recipe) with the losses over every
+    token as in :func:`all_token_loss_config`."""
+    return replace(mixed_pastes_pasted_stopping_config(cfg), loss_tokens="all")
+
+
 def seed_config(cfg: AedMaeConfig, seed: int) -> AedMaeConfig:
     """The same configuration with another seed (``seed`` draws the initial weights, the batches,
     the training and inference masks and the pasted objects). Why: every other run here differs from
@@ -278,6 +308,20 @@ def ablation_schedule(cfg: AedMaeConfig, quick: bool) -> AedMaeConfig:
     if quick:
         return replace(cfg, teacher_epochs=1, student_epochs=1, max_steps_per_epoch=4)
     return replace(cfg, teacher_epochs=5, student_epochs=2)
+
+
+# Experiments measured apart from the main file (--experiment NAME writes aed_mae_ped2_NAME.json/.md):
+# the question each asks, and its runs (RUN_TITLES names -> configuration from the main one)
+EXPERIMENTS = {
+    "all_token_loss": {
+        "question": "Does training the losses over every token (the visible ones too, as the authors' code "
+                    "does) instead of over the masked ones only (as MAE) make the teacher's error a better "
+                    "detector? Compare with the main file's main run (seed 0 and seed 1) and its mixed-pastes, "
+                    "pasted-loss run: they differ from these runs in loss_tokens only.",
+        "runs": {"all_token_loss": all_token_loss_config,
+                 "mixed_pastes_pasted_stopping_all_token_loss": mixed_pastes_pasted_stopping_all_token_loss_config},
+    },
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -445,11 +489,13 @@ def training_summary(method: AedMae, wall_time_s: float) -> dict:
 
 
 def input_run(name: str, cfg: AedMaeConfig, train_refs, test_refs, bank: ObjectBank, labels: dict,
-              work: Path, resume: bool) -> dict:
+              work: Path, resume: bool, with_other_pixel_norm: bool = True,
+              with_masking_variants: bool = False) -> dict:
     """Train (or reuse) the main settings with one change (RUN_TITLES: another input, or another
     placement of the training pastes) and measure it like the main run: frame AUC with the paper's
     weights, single terms, weights chosen on synthetic validation, localisation, training time and
-    end-to-end scoring rate."""
+    end-to-end scoring rate; optionally the same model with the other pixel_norm and with the other
+    inference maskings."""
     method, seconds = train_or_load(name, cfg, train_refs, bank, work, resume)
     method = scored_like(method, cfg, train_refs)
     terms, fps = test_terms(name, method, test_refs, work, resume)
@@ -464,11 +510,29 @@ def input_run(name: str, cfg: AedMaeConfig, train_refs, test_refs, bank: ObjectB
              "weights_on_synthetic_validation": weights_on_synthetic_validation(method, train_refs, bank, terms, labels,
                                                                                 run_dir, resume, kinds=kinds),
              "peak_concentration": peak_concentration(method, train_refs, run_dir, resume),
-             "other_pixel_norm": other_pixel_norm(name, method, train_refs, test_refs, bank, labels, work, resume),
+             "other_pixel_norm": (other_pixel_norm(name, method, train_refs, test_refs, bank, labels, work, resume)
+                                  if with_other_pixel_norm else None),
              "localisation": localisation(method, test_refs,
                                           run_dir / f"localisation_{scoring_tag(method.config)}.json", resume)}
+    if with_masking_variants:
+        entry["masking"] = masking_of(method.config)
+        entry["masking_variants"] = masking_variants(name, method, train_refs, test_refs, labels, work, resume)
     print(f"[{name}] {entry}", flush=True)
     return entry
+
+
+def masking_variants(name: str, method: AedMae, train_refs, test_refs, labels: dict, work: Path,
+                     resume: bool) -> dict:
+    """The same trained model scored with each other inference masking (MASKING), recalibrated on its
+    normal validation frames: frame AUC with its weights, and each term alone."""
+    variants = {}
+    for masking in MASKING:
+        if masking != masking_of(method.config):
+            variant = scored_with(method, train_refs, **MASKING[masking])
+            terms = test_terms(name, variant, test_refs, work, resume)[0]
+            variants[masking] = {**aucs(variant, terms, labels), "single_terms": single_terms(variant, terms, labels)}
+            print(f"[{name}, inference {masking}] {variants[masking]}", flush=True)
+    return variants
 
 
 def transductive_aucs(method: AedMae, terms: dict, labels: dict, temporal: TemporalFilter, weights) -> dict:
@@ -671,6 +735,64 @@ def write_markdown(path: Path, r: dict) -> None:
     path.write_text("\n".join(lines))
 
 
+def write_experiment_markdown(path: Path, r: dict) -> None:
+    """The results file of one experiment (--experiment): its runs measured like the main file's."""
+    runs = r["runs"].values()
+    lines = [
+        f"# AED-MAE on UCSD Ped2, experiment `{r['experiment']}` "
+        f"({'QUICK smoke run: numbers are meaningless' if r['quick'] else 'CPU benchmark'})",
+        "",
+        r["question"],
+        "",
+        f"- command: `{r['command']}`",
+        f"- git revision: {r['git_revision'] or 'n/a'}",
+        f"- machine: {describe_machine(r['machine'])}",
+        f"- data: {r['dataset']['train_videos']} training videos ({r['dataset']['train_frames']} frames), "
+        f"{r['dataset']['test_videos']} test videos ({r['dataset']['test_frames']} frames); labels: {r['dataset']['labels']}",
+        f"- synthetic anomalies: {r['object_bank']}",
+        f"- the main run's settings (`main_config`), which each run changes as its description says; "
+        f"temporal filter: {r['temporal_filter']}",
+        "",
+        "## Accuracy (frame level)",
+        "",
+        "| run | scoring | micro AUC | macro AUC |",
+        "|---|---|---|---|",
+    ]
+    for run in runs:
+        lines.append(f"| {run_description(run)} | weights (0.4, 0.3, 0.3), inference {MASKING_TITLES[run['masking']]} | "
+                     f"{run['micro_auc']:.4f} | {run['macro_auc']:.4f} |")
+        for name, sel in run["weights_on_synthetic_validation"].items():
+            lines.append(f"| {run_label(run)} | weights {tuple(sel['weights'])} chosen on synthetic validation "
+                         f"anomalies of {SELECTION_TITLES[name][0]} (validation AUC {sel['auc']:.4f}, paper's weights "
+                         f"{sel['configured_auc']:.4f}; no test labels) | {sel['test']['micro_auc']:.4f} | "
+                         f"{sel['test']['macro_auc']:.4f} |")
+        for name, t in run["masking_variants"].items():
+            lines.append(f"| {run_label(run)} | weights (0.4, 0.3, 0.3), inference {MASKING_TITLES[name]}, recalibrated | "
+                         f"{t['micro_auc']:.4f} | {t['macro_auc']:.4f} |")
+    lines += ["", "## Each term alone (test micro / macro AUC; reported, not used for any choice)", "",
+              "| run | inference | teacher | student discrepancy | classifier |", "|---|---|---|---|---|"]
+    for run in runs:
+        for masking, x in [(run["masking"], run), *run["masking_variants"].items()]:
+            lines.append(f"| {run_label(run)} | {MASKING_TITLES[masking]} | "
+                         + " | ".join(f"{x['single_terms'][k]['micro_auc']:.4f} / {x['single_terms'][k]['macro_auc']:.4f}"
+                                      for k in TERMS) + " |")
+    loc = next(iter(runs))["localisation"]
+    lines += ["", "## Localisation (pixel maps of the default scoring)", "",
+              "| run | pixel AUC | RBDC | TBDC |", "|---|---|---|---|",
+              *[f"| {run_label(run)} | {run['localisation']['pixel_auc']:.4f} | {run['localisation']['rbdc']:.4f} | "
+                f"{run['localisation']['tbdc']:.4f} |" for run in runs],
+              "", f"{loc['num_gt_regions']} ground-truth regions, {loc['num_gt_tracks']} tracks; {loc['settings']}. "
+                  "Maps are scored at the frame's native 240x360.",
+              "", "## Training", "",
+              *[f"- {run_label(run)}: {run['epoch_seconds_total'] / 60:.1f} min summed over its epochs (teacher "
+                f"{run['teacher_epochs_run']} epochs, kept epoch {run['teacher_epoch_kept']}; student "
+                f"{run['student_epochs_run']} epochs); end-to-end scoring {run['scoring_fps']:.1f} frames/s; the "
+                f"teacher's map peaks in one token cell on {run['peak_concentration']['share']:.2f} of the normal "
+                f"validation frames{bce_summary(run)}" for run in runs],
+              "", f"Total benchmark wall time: {r['benchmark_wall_time_s'] / 60:.1f} min.", ""]
+    path.write_text("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run of a few minutes (tiny model, few videos)")
@@ -683,6 +805,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0 = torch's default); use 1 when other jobs share the cores: "
                              "two OpenMP threads stall badly when another process holds one of two cores")
+    parser.add_argument("--experiment", choices=sorted(EXPERIMENTS),
+                        help="train and measure only this experiment's runs (EXPERIMENTS) and write "
+                             "aed_mae_ped2_EXPERIMENT.json/.md instead of the main file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -700,6 +825,21 @@ def main() -> None:
     print(f"object bank: {bank.description}, {len(bank)} sequences", flush=True)
 
     cfg = main_config(args.quick)
+    if args.experiment:
+        runs = {}
+        for name, configure in EXPERIMENTS[args.experiment]["runs"].items():
+            runs[name] = input_run(name, configure(cfg), train_refs, test_refs, bank, labels, work, args.resume,
+                                   with_other_pixel_norm=False, with_masking_variants=True)
+        result = {"benchmark": "UCSD Ped2", "method": "aed-mae", "experiment": args.experiment,
+                  "question": EXPERIMENTS[args.experiment]["question"], "quick": args.quick,
+                  "command": command_line(), "git_revision": git_revision(), "machine": machine_info(),
+                  "dataset": dataset_summary(dataset, train_refs, test_refs),
+                  "object_bank": bank_summary(bank, cfg), "config_of_main_run": asdict(cfg),
+                  "temporal_filter": cfg.temporal_filter.describe(), "runs": runs,
+                  "benchmark_wall_time_s": time.perf_counter() - started}
+        write_results(Path(args.out), f"aed_mae_ped2_{args.experiment}" + ("_quick" if args.quick else ""),
+                      result, write_experiment_markdown)
+        return
     main_method, train_seconds = train_or_load("main", cfg, train_refs, bank, work, args.resume)
     main_method = scored_like(main_method, cfg, train_refs)  # runs trained before a scoring default changed
     terms, scoring_fps = test_terms("main", main_method, test_refs, work, args.resume)
@@ -713,12 +853,7 @@ def main() -> None:
     selection = weights_on_synthetic_validation(main_method, train_refs, bank, terms, labels,
                                                 work / "runs" / "main", args.resume)
     print(f"[weights on synthetic validation] {selection}", flush=True)
-    masking_variants = {}
-    for masking in MASKING:
-        if masking != masking_of(cfg):
-            variant = scored_with(main_method, train_refs, **MASKING[masking])
-            masking_variants[masking] = aucs(variant, test_terms("main", variant, test_refs, work, args.resume)[0], labels)
-            print(f"[inference {masking}] {masking_variants[masking]}", flush=True)
+    main_maskings = masking_variants("main", main_method, train_refs, test_refs, labels, work, args.resume)
     main_other = other_pixel_norm("main", main_method, train_refs, test_refs, bank, labels, work, args.resume)
     print(f"[other pixel_norm] {main_other}", flush=True)
     main_peaks = peak_concentration(main_method, train_refs, work / "runs" / "main", args.resume)
@@ -778,13 +913,9 @@ def main() -> None:
         "benchmark": "UCSD Ped2", "method": "aed-mae", "quick": args.quick,
         "command": command_line(), "git_revision": git_revision(),
         "machine": machine_info(),
-        "dataset": {"train_videos": len(train_refs), "train_frames": sum(v.num_frames for v in train_refs),
-                    "test_videos": len(test_refs), "test_frames": sum(v.num_frames for v in test_refs),
-                    "labels": dataset.notes.get("labels", ""), "layout": dataset.notes.get("layout", "")},
-        "object_bank": f"{bank.description}: {len(bank)} sequences, pasted into "
-                       f"{cfg.paste.probability:.0%} of training samples",
+        "dataset": dataset_summary(dataset, train_refs, test_refs), "object_bank": bank_summary(bank, cfg),
         "config": asdict(cfg), "temporal_filter": cfg.temporal_filter.describe(),
-        "main": main_scores, "masking": masking_of(cfg), "masking_variants": masking_variants, "input_runs": input_runs,
+        "main": main_scores, "masking": masking_of(cfg), "masking_variants": main_maskings, "input_runs": input_runs,
         "transductive": transductive, "ablations": ablations,
         "weights_on_synthetic_validation": selection, "localisation": located,
         "single_terms": single_terms(main_method, terms, labels), "peak_concentration": main_peaks,
@@ -794,11 +925,23 @@ def main() -> None:
         "score_stats": main_method.score_stats_,
         "benchmark_wall_time_s": time.perf_counter() - started,
     }
-    out = Path(args.out)
+    write_results(Path(args.out), "aed_mae_ped2_quick" if args.quick else "aed_mae_ped2", result, write_markdown)
+
+
+def dataset_summary(dataset, train_refs, test_refs) -> dict:
+    return {"train_videos": len(train_refs), "train_frames": sum(v.num_frames for v in train_refs),
+            "test_videos": len(test_refs), "test_frames": sum(v.num_frames for v in test_refs),
+            "labels": dataset.notes.get("labels", ""), "layout": dataset.notes.get("layout", "")}
+
+
+def bank_summary(bank: ObjectBank, cfg: AedMaeConfig) -> str:
+    return f"{bank.description}: {len(bank)} sequences, pasted into {cfg.paste.probability:.0%} of training samples"
+
+
+def write_results(out: Path, stem: str, result: dict, write_md) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    stem = "aed_mae_ped2_quick" if args.quick else "aed_mae_ped2"
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    write_markdown(out / f"{stem}.md", result)
+    write_md(out / f"{stem}.md", result)
     print(f"wrote {out / stem}.json and .md", flush=True)
 
 

@@ -13,7 +13,7 @@ from vadistill.errors import InputError
 from vadistill.methods import METHODS
 from vadistill.data.clips import ClipDataset
 from vadistill.methods.aed_mae import (AedMae, AedMaeConfig, AedMaeNet, AedMaeScorer, clips_to_input, complementary_keeps,
-                                       count_parameters, simplex_grid)
+                                       count_parameters, simplex_grid, token_mean)
 from vadistill.methods.base import NotFittedError
 
 @pytest.fixture(autouse=True, scope="module")
@@ -443,6 +443,31 @@ def test_pasted_loss_early_stopping_watches_the_whole_teacher_loss_on_pasted_val
     assert watched["pasted-loss"] > watched["reconstruction"]  # map and classification terms added
     with pytest.raises(ValueError, match="early_stopping"):
         AedMaeConfig(early_stopping="test-auc")
+
+
+def test_all_token_loss_trains_the_visible_tokens_too(tmp_path):
+    """loss_tokens="masked" (MAE) puts only the dropped tokens' outputs in the reconstruction and map
+    losses; "all" (the authors' code) the visible ones too: the gradient reaching the teacher's output."""
+    train = [render_scene(40, H, W, seed=0).frames]
+    cfg = AedMaeConfig(**{**TINY, "input_size": (H, W)}, teacher_epochs=1, student_epochs=1, max_steps_per_epoch=1,
+                       batch_size=4, map_filter=(3, 3, 3), motion_weighting=False, paste=PasteConfig(probability=0.0))
+    for tokens in ("masked", "all"):
+        method = AedMae(replace(cfg, loss_tokens=tokens)).fit(train, run_dir=tmp_path / tokens, progress=False)
+        batch = next(method._batches(ClipDataset(train, cfg.frame_offsets), None, epoch=0, stage=99, shuffle=False))
+        outputs = []
+        hook = method.net_.register_forward_hook(lambda module, args, out: outputs.append(out))
+        method.net_.train()
+        for parameter in method.net_.parameters():
+            parameter.requires_grad_(True)  # the student stage froze the shared parts
+        losses = method._teacher_losses(batch)
+        hook.remove()
+        out = outputs[0]
+        out.teacher.retain_grad()
+        (losses["rec"] + losses["map"]).backward()
+        reached = token_mean(out.teacher.grad.abs(), cfg.patch_size) > 0  # (B, N) tokens the losses train
+        dropped = out.mask.bool()
+        assert reached[dropped].all()
+        assert (reached[~dropped].all() if tokens == "all" else not reached[~dropped].any())
 
 
 def test_weight_selection_falls_back_to_the_training_size_on_a_static_scene():
