@@ -1,6 +1,6 @@
 """AED-MAE on UCSD Ped2, trained and measured on a CPU.
 
-    python benchmarks/aed_mae_ped2.py            # full run, about 4 hours on 2 CPU cores
+    python benchmarks/aed_mae_ped2.py            # full run, about 9 hours on 2 CPU cores (7.5 of them training)
     python benchmarks/aed_mae_ped2.py --quick    # smoke run, a few minutes, numbers meaningless
     python benchmarks/aed_mae_ped2.py --resume   # continue an interrupted run (trained models, test terms, localisation
                                                  # and validation measurements are reused, per trained model)
