@@ -797,6 +797,9 @@ def write_experiment_markdown(path: Path, r: dict) -> None:
                 f"{run['student_epochs_run']} epochs); end-to-end scoring {run['scoring_fps']:.1f} frames/s; the "
                 f"teacher's map peaks in one token cell on {run['peak_concentration']['share']:.2f} of the normal "
                 f"validation frames{bce_summary(run)}" for run in runs],
+              *(["- with --resume, trained models, training times, test terms, the end-to-end scoring rates and "
+                 "the validation and localisation measurements are reused from the run of this script's functions "
+                 "that made them (its thread count and load)"] if "--resume" in r["command"] else []),
               "", f"Total benchmark wall time: {r['benchmark_wall_time_s'] / 60:.1f} min.", ""]
     path.write_text("\n".join(lines))
 
