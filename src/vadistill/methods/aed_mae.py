@@ -70,7 +70,10 @@ Departures from the paper (and from the authors' code), and why:
   frames t-1 and t+1, as in the authors' preprocessing; pasted objects added to it). A sample
   without motion gets uniform weights (the authors' code divides by zero). The weighted loss is
   averaged over the masked tokens per sample and over the batch (the authors' code sums the
-  weighted error of ALL tokens and over the batch; ``loss_tokens="all"`` uses all tokens).
+  weighted error of ALL tokens and over the batch; ``loss_tokens="all"`` uses all tokens). Why
+  "all" is not the default: on Ped2 it raised the main settings' AUC by less than its own
+  spread over two seeds and lowered the mixed-pastes recipe's, and the end-to-end test fails with
+  it (benchmarks/results/aed_mae_ped2_all_token_loss.md; README, "Losses over every token").
 * Loss weights: the paper trains one MSE over the 4 output channels; we split it into the RGB
   term and the map term with the same relative weight (1/3 = one channel against three). The
   classifier's BCE weight (0.1) is our choice (1.0 was tried with walker-sized pastes, see below).
