@@ -623,17 +623,27 @@ def bce_summary(run: dict) -> str:
             f"{cls[-1]:.2f} at the last{at_kept}")
 
 
+def run_kind(r: dict) -> str:
+    return "QUICK smoke run: numbers are meaningless" if r["quick"] else "CPU benchmark"
+
+
+def provenance_lines(r: dict) -> list[str]:
+    """The header lines every results file of this script starts with: how, where and on what it ran."""
+    d = r["dataset"]
+    return [f"- command: `{r['command']}`",
+            f"- git revision: {r['git_revision'] or 'n/a'}",
+            f"- machine: {describe_machine(r['machine'])}",
+            f"- data: {d['train_videos']} training videos ({d['train_frames']} frames), "
+            f"{d['test_videos']} test videos ({d['test_frames']} frames); labels: {d['labels']}",
+            f"- synthetic anomalies: {r['object_bank']}"]
+
+
 def write_markdown(path: Path, r: dict) -> None:
     m, tr = r["main"], r["training"]
     lines = [
-        f"# AED-MAE on UCSD Ped2 ({'QUICK smoke run: numbers are meaningless' if r['quick'] else 'CPU benchmark'})",
+        f"# AED-MAE on UCSD Ped2 ({run_kind(r)})",
         "",
-        f"- command: `{r['command']}`",
-        f"- git revision: {r['git_revision'] or 'n/a'}",
-        f"- machine: {describe_machine(r['machine'])}",
-        f"- data: {r['dataset']['train_videos']} training videos ({r['dataset']['train_frames']} frames), "
-        f"{r['dataset']['test_videos']} test videos ({r['dataset']['test_frames']} frames); labels: {r['dataset']['labels']}",
-        f"- synthetic anomalies: {r['object_bank']}",
+        *provenance_lines(r),
         f"- input {tuple(r['config']['input_size'])}, patch {r['config']['patch_size']}, "
         f"temporal filter: {r['temporal_filter']}",
         "",
@@ -752,17 +762,11 @@ def write_experiment_markdown(path: Path, r: dict) -> None:
     """The results file of one experiment (--experiment): its runs measured like the main file's."""
     runs = r["runs"].values()
     lines = [
-        f"# AED-MAE on UCSD Ped2, experiment `{r['experiment']}` "
-        f"({'QUICK smoke run: numbers are meaningless' if r['quick'] else 'CPU benchmark'})",
+        f"# AED-MAE on UCSD Ped2, experiment `{r['experiment']}` ({run_kind(r)})",
         "",
         r["question"],
         "",
-        f"- command: `{r['command']}`",
-        f"- git revision: {r['git_revision'] or 'n/a'}",
-        f"- machine: {describe_machine(r['machine'])}",
-        f"- data: {r['dataset']['train_videos']} training videos ({r['dataset']['train_frames']} frames), "
-        f"{r['dataset']['test_videos']} test videos ({r['dataset']['test_frames']} frames); labels: {r['dataset']['labels']}",
-        f"- synthetic anomalies: {r['object_bank']}",
+        *provenance_lines(r),
         f"- the main run's settings (`main_config`), which each run changes as its description says; "
         f"temporal filter: {r['temporal_filter']}",
         "",
