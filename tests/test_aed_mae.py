@@ -147,6 +147,31 @@ def test_complementary_scoring_never_sees_the_pixels_it_scores():
     assert unmasked.scorer().keeps is None and unmasked.scorer().random_ratio == 0
 
 
+
+def test_visible_map_takes_the_map_channel_from_the_pass_that_saw_the_token():
+    """visible_map: every pixel's RGB error still comes from the pass that hid its token, its map
+    error from the pass(es) that saw it; the student term and the logit do not change."""
+    cfg = AedMaeConfig(**TINY)  # 4 x 6 tokens, ratio 0.5: two passes, each hides what the other sees
+    torch.manual_seed(0)
+    net = AedMaeNet(cfg).eval()
+    x = torch.rand(2, 9, *cfg.input_size) * 2 - 1
+    hidden, seen = AedMaeScorer(net, cfg), AedMaeScorer(net, replace(cfg, visible_map=True))
+    with torch.inference_mode():
+        (t_hidden, s_hidden, l_hidden), (t_seen, s_seen, l_seen) = hidden(x), seen(x)
+        target = torch.cat((x[:, 3:6], torch.full_like(x[:, :1], -1.0)), dim=1)
+        maps = [(net(x, with_student=True, keep=keep.expand(2, -1)).teacher - target)[:, 3].abs() for keep in seen.keeps]
+    assert torch.equal(seen.map_share, seen.owner.flip(0))
+    expected_map_change = sum((seen.owner[1 - k] - seen.owner[k]) * maps[k] for k in range(2)) / 4
+    assert torch.allclose(t_seen - t_hidden, expected_map_change, atol=1e-6)
+    assert torch.equal(s_seen, s_hidden) and torch.equal(l_seen, l_hidden)
+    # 5 x 3 tokens: the last chunk overlaps, so one token is hidden by both passes and keeps its owner's map
+    odd = AedMaeScorer(AedMaeNet(replace(cfg, input_size=(40, 24))), replace(cfg, input_size=(40, 24), visible_map=True))
+    assert torch.allclose(odd.map_share.sum(dim=0), torch.ones(40, 24))
+    assert (odd.map_share * odd.owner).sum() == 8 * 8  # that token's 8 x 8 pixels
+    # unmasked scoring ignores visible_map (every token is seen anyway)
+    unmasked = AedMaeScorer(net, replace(cfg, inference_mask_ratio=0.0, visible_map=True))
+    assert unmasked.keeps is None and not unmasked.visible_map
+
 def test_channels_last_input_and_unfitted_errors():
     clips = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 48, 3), dtype=np.uint8)
     x = clips_to_input(clips)
@@ -445,13 +470,14 @@ def test_pasted_loss_early_stopping_watches_the_whole_teacher_loss_on_pasted_val
         AedMaeConfig(early_stopping="test-auc")
 
 
-def test_all_token_loss_trains_the_visible_tokens_too(tmp_path):
+def test_loss_tokens_choose_which_tokens_each_loss_trains(tmp_path):
     """loss_tokens="masked" (MAE) puts only the dropped tokens' outputs in the reconstruction and map
-    losses; "all" (the authors' code) the visible ones too: the gradient reaching the teacher's output."""
+    losses; "all" (the authors' code) the visible ones too; "map-all" the visible ones in the map loss
+    only: the gradient reaching the teacher's RGB and map outputs."""
     train = [render_scene(40, H, W, seed=0).frames]
     cfg = AedMaeConfig(**{**TINY, "input_size": (H, W)}, teacher_epochs=1, student_epochs=1, max_steps_per_epoch=1,
                        batch_size=4, map_filter=(3, 3, 3), motion_weighting=False, paste=PasteConfig(probability=0.0))
-    for tokens in ("masked", "all"):
+    for tokens in ("masked", "all", "map-all"):
         method = AedMae(replace(cfg, loss_tokens=tokens)).fit(train, run_dir=tmp_path / tokens, progress=False)
         batch = next(method._batches(ClipDataset(train, cfg.frame_offsets), None, epoch=0, stage=99, shuffle=False))
         outputs = []
@@ -464,10 +490,11 @@ def test_all_token_loss_trains_the_visible_tokens_too(tmp_path):
         out = outputs[0]
         out.teacher.retain_grad()
         (losses["rec"] + losses["map"]).backward()
-        reached = token_mean(out.teacher.grad.abs(), cfg.patch_size) > 0  # (B, N) tokens the losses train
         dropped = out.mask.bool()
-        assert reached[dropped].all()
-        assert (reached[~dropped].all() if tokens == "all" else not reached[~dropped].any())
+        for channels, trained_visible in ((slice(0, 3), tokens == "all"), (slice(3, 4), tokens != "masked")):
+            reached = token_mean(out.teacher.grad[:, channels].abs(), cfg.patch_size) > 0  # (B, N) tokens trained
+            assert reached[dropped].all()
+            assert (reached[~dropped].all() if trained_visible else not reached[~dropped].any())
 
 
 def test_weight_selection_falls_back_to_the_training_size_on_a_static_scene():

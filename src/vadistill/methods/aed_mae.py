@@ -185,6 +185,7 @@ VALIDATION_PASTE_POSITIONS = ("anywhere", "scene")
 TRAINING_PASTE_PLACEMENTS = ("configured", "scene", "scene_fast", "mixed")
 CLASSIFIER_POOLINGS = ("cls", "token-max")
 EARLY_STOPPINGS = ("reconstruction", "pasted-loss")
+LOSS_TOKENS = ("masked", "all", "map-all")
 # "scene_fast": drift speeds of the training pastes as multiples of the scene objects' median speed
 FAST_PASTE_SPEED_FACTORS = (3.0, 8.0)
 ERRORS = ("l1", "l2")
@@ -216,6 +217,9 @@ class AedMaeConfig:
     inference_mask_ratio: float = 0.5  # share hidden in each inference pass (0 = all tokens visible)
     complementary_masks: bool = True  # with ratio > 0: score every token in a pass that hides it (False:
     #                                   one random mask, the authors' inference; see Departures)
+    # With complementary masks: take every pixel's anomaly-map channel from the pass(es) that SAW its
+    # token (its RGB error still from the pass that hid it); see Departures, "map-all"
+    visible_map: bool = False
     # Where the classifier reads the encoder: "cls" = the CLS token (paper); "token-max" = the same
     # linear layer on every visible token, maximum over tokens (see Departures)
     classifier_pooling: str = "cls"
@@ -237,7 +241,9 @@ class AedMaeConfig:
     motion_weighting: bool = True  # weight the reconstruction loss by motion gradients (Sec. 3.1)
     motion_step: int = 1  # s in G = |I[t+s] - I[t-s]|
     min_anomaly_magnitude: float = 128.0  # a pasted pixel counts at least this much motion
-    loss_tokens: str = "masked"  # tokens the reconstruction loss covers: "masked" or "all"
+    # Tokens the losses cover: "masked" (MAE), "all" (the authors' code: reconstruction and map over
+    # every token), "map-all" (reconstruction over the masked tokens, map over every token)
+    loss_tokens: str = "masked"
     map_loss_weight: float = 1.0 / 3.0  # weight of the anomaly-map MSE against the RGB MSE
     cls_loss_weight: float = 0.1  # weight of the classification BCE
     paste: PasteConfig = field(default_factory=PasteConfig)  # synthetic anomalies (probability 0 = off)
@@ -281,8 +287,8 @@ class AedMaeConfig:
             raise ValueError("student_branch must be in [1, decoder_depth]")
         if not (0 <= self.mask_ratio < 1 and 0 <= self.inference_mask_ratio < 1):
             raise ValueError("mask ratios must be in [0, 1)")
-        if self.loss_tokens not in ("masked", "all"):
-            raise ValueError(f"loss_tokens must be 'masked' or 'all', got {self.loss_tokens!r}")
+        if self.loss_tokens not in LOSS_TOKENS:
+            raise ValueError(f"loss_tokens must be one of {LOSS_TOKENS}, got {self.loss_tokens!r}")
         if self.score_norm not in SCORE_NORMS:
             raise ValueError(f"score_norm must be one of {SCORE_NORMS}, got {self.score_norm!r}")
         if self.error not in ERRORS:
@@ -539,8 +545,9 @@ class AedMaeScorer(nn.Module):
     Used by :meth:`AedMae._pixel_terms` and, unchanged, by the runtime (ONNX export, streaming).
     The target of frame t is the clip's centre frame (as ``frames_to_target``) with an all-normal
     anomaly map. Masking follows the config: none; complementary (every pixel's errors come from
-    the pass that hid its token, the logit is the mean over the passes); or one random mask drawn
-    from ``generator`` (the authors' inference; not exportable).
+    the pass that hid its token, the logit is the mean over the passes; with ``visible_map`` the
+    teacher's anomaly-map channel comes from the passes that saw the token instead); or one random
+    mask drawn from ``generator`` (the authors' inference; not exportable).
 
     With `pixel_stats` ({"teacher_mean", "teacher_std", "student_mean", "student_std"}: (H, W)
     tensors, see :meth:`AedMae._measure_pixel_stats`) both error maps come out standardised per
@@ -553,19 +560,31 @@ class AedMaeScorer(nn.Module):
         self.centre = cfg.frame_offsets.index(0)
         self.squared = cfg.error == "l2"
         complementary = cfg.complementary_masks and cfg.inference_mask_ratio > 0
+        self.visible_map = complementary and cfg.visible_map
         self.random_ratio = 0.0 if complementary else cfg.inference_mask_ratio
         self.keeps: torch.Tensor | None
         self.owner: torch.Tensor | None
+        self.map_share: torch.Tensor | None
         if not complementary:
             self.register_buffer("keeps", None)
             self.register_buffer("owner", None)
+            self.register_buffer("map_share", None)
         else:
             p, (H, W) = cfg.patch_size, cfg.input_size
-            keeps, owner = complementary_keeps(cfg.seed, (H // p) * (W // p), cfg.inference_mask_ratio)
-            owner = rearrange(owner, "(h w) -> h w", h=H // p).repeat_interleave(p, 0).repeat_interleave(p, 1)  # (H, W)
+            N = (H // p) * (W // p)
+            keeps, owner = complementary_keeps(cfg.seed, N, cfg.inference_mask_ratio)
+            owner = torch.stack([(owner == k).float() for k in range(len(keeps))])  # (P, N) 1 where pass k scores
+            seen = torch.zeros(len(keeps), N).scatter_(1, keeps, 1.0)  # (P, N) 1 where pass k saw the token
+            # map channel with visible_map: an even share of the passes that saw the token (a token that
+            # every pass hid, possible where the last chunk overlaps, keeps its owner's map)
+            seen_by = seen.sum(dim=0, keepdim=True)
+            share = torch.where(seen_by > 0, seen / seen_by.clamp_min(1), owner) if self.visible_map else owner
+
+            def to_pixels(tokens: torch.Tensor) -> torch.Tensor:  # (P, N) -> (P, H, W)
+                return rearrange(tokens, "k (h w) -> k h w", h=H // p).repeat_interleave(p, 1).repeat_interleave(p, 2)
             self.register_buffer("keeps", keeps, persistent=False)  # (P, N')
-            self.register_buffer("owner", torch.stack([(owner == k).float() for k in range(len(keeps))]),
-                                 persistent=False)  # (P, H, W): 1 where pass k scores the pixel
+            self.register_buffer("owner", to_pixels(owner), persistent=False)  # (P, H, W)
+            self.register_buffer("map_share", to_pixels(share), persistent=False)  # (P, H, W)
         self.pixel_mean: torch.Tensor | None
         self.pixel_std: torch.Tensor | None
         if pixel_stats is None:
@@ -580,6 +599,15 @@ class AedMaeScorer(nn.Module):
     def _error(self, diff: torch.Tensor) -> torch.Tensor:
         """(B, 4, H, W) difference -> (B, H, W) per-pixel error, mean over channels."""
         return (diff.square() if self.squared else diff.abs()).mean(dim=1)
+
+    def _teacher_error(self, diff: torch.Tensor, k: int) -> torch.Tensor:
+        """Complementary pass k's share of the (B, H, W) teacher error: the pixels its mask hid, or
+        with ``visible_map`` their RGB error plus the map error of the pixels it saw (``map_share``),
+        each channel weighing 1/4 as in `_error`."""
+        if not self.visible_map:
+            return self.owner[k] * self._error(diff)
+        per_channel = diff.square() if self.squared else diff.abs()  # (B, 4, H, W)
+        return (self.owner[k] * per_channel[:, :3].sum(dim=1) + self.map_share[k] * per_channel[:, 3]) / 4
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -601,7 +629,7 @@ class AedMaeScorer(nn.Module):
         diff_t = diff_s = logit = None
         for k in range(passes):
             out = self.net(x, with_student=True, keep=self.keeps[k].expand(B, -1))
-            part_t = self.owner[k] * self._error(out.teacher - target)  # (B, H, W)
+            part_t = self._teacher_error(out.teacher - target, k)  # (B, H, W)
             part_s = self.owner[k] * self._error(out.teacher - out.student)
             diff_t = part_t if diff_t is None else diff_t + part_t
             diff_s = part_s if diff_s is None else diff_s + part_s
@@ -781,7 +809,7 @@ class AedMae(VadMethod):
         return self
 
     # Settings that only change how a trained network is scored (no retraining needed).
-    SCORING_FIELDS = ("inference_mask_ratio", "complementary_masks", "error", "pixel_norm", "pixel_norm_frames",
+    SCORING_FIELDS = ("inference_mask_ratio", "complementary_masks", "visible_map", "error", "pixel_norm", "pixel_norm_frames",
                       "map_filter", "score_weights", "score_norm", "temporal_filter", "threshold_quantile",
                       "inference_batch_size", "weight_selection", "validation_paste_scale",
                       "validation_paste_positions")
@@ -890,9 +918,10 @@ class AedMae(VadMethod):
             weights = motion_token_weights(batch.motion, p, anomaly, cfg.min_anomaly_magnitude)  # (B, N)
         else:
             weights = torch.ones(error.shape[0], (error.shape[2] // p) * (error.shape[3] // p), device=error.device)
-        selected = out.mask if (cfg.loss_tokens == "masked" and out.mask is not None) else torch.ones_like(weights)
-        rec = weighted_token_loss(token_mean(error[:, :3], p), weights, selected)
-        amap = weighted_token_loss(token_mean(error[:, 3:], p), weights, selected)
+        every = torch.ones_like(weights)
+        masked = out.mask if out.mask is not None else every
+        rec = weighted_token_loss(token_mean(error[:, :3], p), weights, every if cfg.loss_tokens == "all" else masked)
+        amap = weighted_token_loss(token_mean(error[:, 3:], p), weights, masked if cfg.loss_tokens == "masked" else every)
         cls = F.binary_cross_entropy_with_logits(out.logit, batch.label)
         loss = rec + cfg.map_loss_weight * amap + cfg.cls_loss_weight * cls
         return {"loss": loss, "rec": rec, "map": amap, "cls": cls}
