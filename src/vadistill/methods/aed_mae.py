@@ -74,6 +74,14 @@ Departures from the paper (and from the authors' code), and why:
   "all" is not the default: on Ped2 it raised the main settings' AUC by less than its own
   spread over two seeds and lowered the mixed-pastes recipe's, and the end-to-end test fails with
   it (benchmarks/results/aed_mae_ped2_all_token_loss.md; README, "Losses over every token").
+  ``loss_tokens="map-all"`` (an option, not in the paper or the authors' code) keeps the RGB
+  reconstruction loss on the masked tokens and trains the anomaly map on every token; with
+  ``visible_map=True`` the complementary-mask scoring then reads each pixel's map channel from the
+  pass that SAW its token (its RGB error still from the pass that hid it). Why: under "masked" the
+  map is only trained, and read, where the token is hidden, so it must guess a pasted object from
+  the neighbouring tokens; the map is a detector and works best on what it sees, while the
+  reconstruction is an MAE and works best on what it does not. Ped2 result:
+  benchmarks/results/aed_mae_ped2_visible_map.md (README, "Map read where seen").
 * Loss weights: the paper trains one MSE over the 4 output channels; we split it into the RGB
   term and the map term with the same relative weight (1/3 = one channel against three). The
   classifier's BCE weight (0.1) is our choice (1.0 was tried with walker-sized pastes, see below).
