@@ -147,7 +147,6 @@ def test_complementary_scoring_never_sees_the_pixels_it_scores():
     assert unmasked.scorer().keeps is None and unmasked.scorer().random_ratio == 0
 
 
-
 def test_visible_map_takes_the_map_channel_from_the_pass_that_saw_the_token():
     """visible_map: every pixel's RGB error still comes from the pass that hid its token, its map
     error from the pass(es) that saw it; the student term and the logit do not change."""
@@ -171,6 +170,7 @@ def test_visible_map_takes_the_map_channel_from_the_pass_that_saw_the_token():
     # unmasked scoring ignores visible_map (every token is seen anyway)
     unmasked = AedMaeScorer(net, replace(cfg, inference_mask_ratio=0.0, visible_map=True))
     assert unmasked.keeps is None and not unmasked.visible_map
+
 
 def test_channels_last_input_and_unfitted_errors():
     clips = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 48, 3), dtype=np.uint8)
