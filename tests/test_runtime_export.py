@@ -51,6 +51,19 @@ def test_aed_mae_onnx_matches_torch_within_tolerance(aed):
         assert np.abs(ours - reference).max() <= PARITY_TOLERANCE
 
 
+
+def test_aed_mae_visible_map_scoring_exports_within_tolerance(tmp_path):
+    """visible_map reads the map channel through a constant (P, H, W) share: it lives in the graph too."""
+    torch.set_num_threads(1)
+    AedMae(tiny_config(loss_tokens="map-all", visible_map=True)).fit(
+        [render_scene(60, 48, 72, seed=1).frames], run_dir=tmp_path, progress=False)
+    onnx_path, _ = export_onnx(tmp_path / "model.ckpt")
+    torch_model, onnx_model = load_model(tmp_path / "model.ckpt", "torch"), load_model(onnx_path, "onnx", threads=1)
+    assert torch_model.method.config.visible_map and onnx_model.method.config.visible_map
+    x = np.random.default_rng(0).uniform(-1, 1, size=(3, 9, 32, 48)).astype(np.float32)
+    for ours, reference in zip(onnx_model.engine(x), torch_model.engine(x)):
+        assert np.abs(ours - reference).max() <= PARITY_TOLERANCE
+
 def test_onnx_scores_match_torch_scores_and_score_cli_uses_it(aed, tmp_path):
     ckpt, _, _ = aed
     clip = render_scene(30, 48, 72, seed=11, cart_frames=(8, 20))
