@@ -584,17 +584,19 @@ class AedMaeScorer(nn.Module):
             N = (H // p) * (W // p)
             keeps, owner = complementary_keeps(cfg.seed, N, cfg.inference_mask_ratio)
             owner = torch.stack([(owner == k).float() for k in range(len(keeps))])  # (P, N) 1 where pass k scores
-            seen = torch.zeros(len(keeps), N).scatter_(1, keeps, 1.0)  # (P, N) 1 where pass k saw the token
-            # map channel with visible_map: an even share of the passes that saw the token (a token that
-            # every pass hid, possible where the last chunk overlaps, keeps its owner's map)
-            seen_by = seen.sum(dim=0, keepdim=True)
-            share = torch.where(seen_by > 0, seen / seen_by.clamp_min(1), owner) if self.visible_map else owner
 
             def to_pixels(tokens: torch.Tensor) -> torch.Tensor:  # (P, N) -> (P, H, W)
                 return rearrange(tokens, "k (h w) -> k h w", h=H // p).repeat_interleave(p, 1).repeat_interleave(p, 2)
             self.register_buffer("keeps", keeps, persistent=False)  # (P, N')
             self.register_buffer("owner", to_pixels(owner), persistent=False)  # (P, H, W)
-            self.register_buffer("map_share", to_pixels(share), persistent=False)  # (P, H, W)
+            share = None
+            if self.visible_map:
+                # the map channel: an even share of the passes that saw the token (a token that every
+                # pass hid, possible where the last chunk overlaps, keeps its owner's map)
+                seen = torch.zeros(len(keeps), N).scatter_(1, keeps, 1.0)  # (P, N) 1 where pass k saw it
+                seen_by = seen.sum(dim=0, keepdim=True)
+                share = to_pixels(torch.where(seen_by > 0, seen / seen_by.clamp_min(1), owner))
+            self.register_buffer("map_share", share, persistent=False)  # (P, H, W) or None
         self.pixel_mean: torch.Tensor | None
         self.pixel_std: torch.Tensor | None
         if pixel_stats is None:
