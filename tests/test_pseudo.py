@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -88,6 +90,39 @@ def test_paste_at_a_given_centre():
     _, corner = paste_object(clip, [-3, 0, 3], seq, np.random.default_rng(1), config, centre=(0.0, 1.0))
     ys, xs = np.nonzero(corner[1])  # a centre on the border: the object stays whole inside the frame
     assert ys.min() == 0 and xs.max() == 95 and corner[1].sum() == masks[1].sum()
+
+
+def test_paste_shape_and_tone_changes_stretch_turn_and_brighten_the_object():
+    clip = np.full((3, 96, 96, 3), 50, np.uint8)
+    # a grey bar twice as tall as wide: 24 x 12 pixels pasted at height 0.25 x 96 = 24
+    seq = ObjectSequence(tuple([np.full((24, 12, 3), 100, np.uint8)] * 10), tuple([np.ones((24, 12), bool)] * 10))
+    plain = PasteConfig(scale=(0.25, 0.25), drift=0.0, flip_probability=0.0)
+
+    def pasted(config, seed=0):
+        out, masks = paste_object(clip, [-3, 0, 3], seq, np.random.default_rng(seed), config, centre=(0.5, 0.5))
+        ys, xs = np.nonzero(masks[1])
+        return out[1], masks[1], ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+
+    _, masks, h, w = pasted(plain)
+    assert (h, w) == (24, 12) and masks.sum() == 24 * 12
+    _, masks, h, w = pasted(replace(plain, stretch=(3.0, 3.0)))  # only the width changes
+    assert (h, w) == (24, 36) and masks.sum() == 24 * 36
+    out, masks, _, _ = pasted(replace(plain, gain=(1.5, 1.5)))
+    assert np.all(out[masks > 0] == 150) and np.all(out[masks == 0] == 50)  # a brighter object, the same scene
+    aspects = []
+    for seed in range(40):  # turns drawn in +-90 degrees
+        _, masks, h, w = pasted(replace(plain, rotation=90.0), seed)
+        aspects.append(h / w)
+        assert masks.sum() == pytest.approx(24 * 12, rel=0.15)  # turned, not cut: the whole bar stays inside
+    assert min(aspects) < 1 < max(aspects)  # some turns lay the tall bar on its side, some keep it up
+
+
+def test_paste_shape_and_tone_changes_are_checked_and_off_by_default():
+    assert PasteConfig().stretch == (1.0, 1.0) and PasteConfig().rotation == 0 and PasteConfig().gain == (1.0, 1.0)
+    for bad in ({"stretch": (0.0, 2.0)}, {"stretch": (2.0, 1.0)}, {"gain": (-1.0, 1.0)}, {"rotation": -5.0}):
+        with pytest.raises(ValueError, match="PasteConfig"):
+            PasteConfig(**bad)
+    assert PasteConfig.from_dict({"stretch": [0.5, 3.0]}).stretch == (0.5, 3.0)
 
 
 def test_paste_batch_centres_every_object_on_one_of_the_given_centres():

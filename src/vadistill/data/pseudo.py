@@ -101,6 +101,20 @@ class PasteConfig:
     flip_probability: float = 0.5  # horizontal flip (whole sequence)
     reverse_probability: float = 0.2  # play the object backwards
     match_grey: bool = True  # turn the object grey when the clip is grey (e.g. UCSD Ped2)
+    # Shape and tone changes (not in the paper; off by default), drawn once per pasted sequence so the
+    # object stays the same object over time. They widen a bank harvested from one kind of object
+    # (e.g. pedestrians) toward other shapes: carts and bicycles are wider, a fallen person lies.
+    stretch: tuple[float, float] = (1.0, 1.0)  # width multiplier, log-uniform in this range
+    rotation: float = 0.0  # max rotation in degrees, uniform in +-rotation
+    gain: tuple[float, float] = (1.0, 1.0)  # brightness multiplier, uniform in this range
+
+    def __post_init__(self):
+        for name in ("stretch", "gain"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"PasteConfig.{name} must be a range 0 < low <= high, got {getattr(self, name)}")
+        if not 0 <= self.rotation <= 180:
+            raise ValueError(f"PasteConfig.rotation must be in [0, 180] degrees, got {self.rotation}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "PasteConfig":
@@ -385,10 +399,17 @@ def paste_object(clip: np.ndarray, deltas: Sequence[int], sequence: ObjectSequen
     flip = rng.random() < config.flip_probability
     object_index = np.clip(middle + deltas * speed * (-1 if reverse else 1), 0, L - 1)
 
+    # drawn only when switched on, so the default keeps the random stream (and the runs) of before
+    stretch = float(np.exp(rng.uniform(*np.log(config.stretch)))) if config.stretch != (1.0, 1.0) else 1.0
+    turn = float(rng.uniform(-config.rotation, config.rotation)) if config.rotation > 0 else 0.0
+    gain = float(rng.uniform(*config.gain)) if config.gain != (1.0, 1.0) else 1.0
+
     ref_h, ref_w = sequence.frames[int(object_index[np.argmin(np.abs(deltas))])].shape[:2]
     factor = rng.uniform(*config.scale) * H / max(ref_h, 1)
     factor = min(factor, 0.9 * W / max(ref_w, 1))  # keep the object narrower than the frame
-    half_h, half_w = ref_h * factor / 2, ref_w * factor / 2
+    factor_w = min(factor * stretch, 0.9 * W / max(ref_w, 1))
+    box_h, box_w = rotated_size(ref_h * factor, ref_w * factor_w, turn)
+    half_h, half_w = box_h / 2, box_w / 2
     y_range = (min(half_h, H / 2), max(H - half_h, H / 2))  # centres that keep the object inside
     x_range = (min(half_w, W / 2), max(W - half_w, W / 2))
     if centre is None:
@@ -408,11 +429,16 @@ def paste_object(clip: np.ndarray, deltas: Sequence[int], sequence: ObjectSequen
         crop = sequence.frames[int(object_index[k])]
         mask = sequence.masks[int(object_index[k])].astype(np.float32)
         h = max(1, int(round(crop.shape[0] * factor)))
-        w = max(1, int(round(crop.shape[1] * factor)))
+        w = max(1, int(round(crop.shape[1] * factor_w)))
         crop = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
         mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
         if flip:
             crop, mask = crop[:, ::-1], mask[:, ::-1]
+        if turn:
+            crop, mask = rotate_object(crop, mask, turn)
+            h, w = mask.shape
+        if gain != 1.0:
+            crop = np.clip(crop.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
         if grey:
             crop = np.repeat(cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
         # top-left corner of this frame's crop: centre + drift * time offset
@@ -428,6 +454,26 @@ def paste_object(clip: np.ndarray, deltas: Sequence[int], sequence: ObjectSequen
         out[k, ys:ye, xs:xe] = np.clip(pasted + 0.5, 0, 255).astype(np.uint8)
         masks[k, ys:ye, xs:xe] = (m[..., 0] > 0.5).astype(np.float32)
     return out, masks
+
+
+def rotated_size(height: float, width: float, angle: float) -> tuple[float, float]:
+    """Height and width of the box that holds a (height, width) box turned by angle degrees."""
+    c, s = abs(np.cos(np.radians(angle))), abs(np.sin(np.radians(angle)))
+    return height * c + width * s, height * s + width * c
+
+
+def rotate_object(crop: np.ndarray, mask: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """Turn an object crop and its mask by angle degrees (counter-clockwise) onto a canvas that holds
+    all of it; the corners outside the turned crop get mask 0."""
+    h, w = mask.shape
+    out_h, out_w = (max(1, int(np.ceil(v))) for v in rotated_size(h, w, angle))
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    matrix[:, 2] += ((out_w - w) / 2, (out_h - h) / 2)  # centre the turned object on the new canvas
+    crop = cv2.warpAffine(np.ascontiguousarray(crop), matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    mask = cv2.warpAffine(np.ascontiguousarray(mask), matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return crop, mask
 
 
 def draw_centre(centres: np.ndarray | None, rng: np.random.Generator) -> tuple[float, float] | None:
