@@ -90,6 +90,14 @@ Departures from the paper (and from the authors' code), and why:
 * Stage 2 keeps the frozen parts in eval mode (their batch-norm statistics stop moving).
 * Synthetic anomalies: objects harvested automatically from any static-camera footage by
   background subtraction (or loaded from a folder, e.g. UBnormal cut-outs), not UBnormal only.
+  Optional shape and tone changes of each pasted sequence (``paste.stretch``, ``paste.rotation``,
+  ``paste.gain``; not in the paper, off by default) widen a bank of one kind of object toward
+  others: a bank cut from one street clip holds only pedestrians, while UBnormal's objects and
+  Ped2's anomalies (cyclists, carts) come in other shapes. Why not the default: on Ped2
+  (widths 0.5-3x, turns up to 60 degrees, brightness 0.6-1.4x) both seeds scored lower with the
+  paper's weights (0.842 and 0.822 micro AUC against 0.853 and 0.844), mostly through a weaker
+  student term, and the classifier alone moved within the seed spread (0.869 and 0.862 against
+  0.876 and 0.844; benchmarks/results/aed_mae_ped2_varied_pastes.md).
 * Placement of the training pastes (``training_paste_placement``, not in the paper): "configured"
   (default) pastes at heights from ``paste.scale`` anywhere in the frame, as the paper pastes
   UBnormal objects at their own sizes; "scene" pastes at the heights of the training footage's own
