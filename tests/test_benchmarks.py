@@ -361,6 +361,47 @@ def test_ubnormal_track_past_end_and_missing_splits(tmp_path):
         load_ubnormal(root)
 
 
+def test_object_bank_cuts_the_anomalous_objects_of_ubnormal_training_videos(tmp_path):
+    from vadistill.data.pseudo import ObjectBank
+    from vadistill.io.video import read_frames
+
+    root = build_ubnormal(tmp_path)
+    # the training split's one abnormal video: object 1 anomalous in frames 2-3, drawn at pixel (1, 1);
+    # object 9 at (10, 10) is a normal one and must not be cut
+    bank = ObjectBank.from_ubnormal(root, min_length=2)
+    assert len(bank) == 1 and bank[0].source == "abnormal_scene_1_scenario_1/1" and len(bank[0]) == 2
+    video = read_frames(root / "UBnormal" / "Scene1" / "abnormal_scene_1_scenario_1.mp4")
+    for k, t in enumerate((2, 3)):
+        crop, mask = bank[0].frames[k], bank[0].masks[k]
+        assert crop.shape == (4, 4, 3) and np.argwhere(mask).tolist() == [[1, 1]]  # box (1, 1) + margin 2, cut at 0
+        assert np.array_equal(crop, video[t, 0:4, 0:4])
+    assert "training" in bank.description
+    with pytest.raises(InputError, match="no anomalous object of at least 3 frames"):
+        ObjectBank.from_ubnormal(root)  # the default min_length drops the 2-frame track
+    # the test split is never the default; asked for, its objects come with a missing map named
+    annotations = root / "UBnormal" / "Scene2" / "abnormal_scene_2_scenario_2_fog_annotations"
+    (annotations / "abnormal_scene_2_scenario_2_fog_0002_gt.png").unlink()
+    with pytest.raises(InputError) as caught:
+        ObjectBank.from_ubnormal(root, split="test", min_length=1)
+    assert caught.value.path.endswith("abnormal_scene_2_scenario_2_fog_0002_gt.png")
+
+
+def test_data_bank_command_writes_ubnormal_objects_for_train_bank(tmp_path, capsys):
+    from vadistill import cli
+    from vadistill.data.pseudo import ObjectBank
+
+    root = build_ubnormal(tmp_path / "data")
+    out = tmp_path / "bank"
+    # the test split's video holds a 3-frame track (object 3, frames 2-4) and a 2-frame one (object 2)
+    assert cli.main(["--quiet", "data", "bank", "--ubnormal", str(root), "--split", "test", "--out", str(out)]) == 0
+    bank = ObjectBank.from_folder(out)
+    assert len(bank) == 1 and len(bank[0]) == 3 and all(np.argwhere(m).tolist() == [[2, 2]] for m in bank[0].masks)
+    capsys.readouterr()
+    assert cli.main(["--quiet", "data", "bank", "--ubnormal", str(tmp_path / "nothing"), "--out", str(tmp_path / "b2")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "nothing" in error and len(error.splitlines()) == 1 and not (tmp_path / "b2").exists()
+
+
 # -- custom ----------------------------------------------------------------------------------
 def build_custom(root: Path, labels_text: str = "video,start,end\ncam1,2,3\nshop,0,1\n", name="labels.csv") -> Path:
     write_video(root / "train" / "day1.mp4", frames_of(4))

@@ -122,6 +122,34 @@ def test_bad_configuration_is_one_line_exit_2(custom_dataset, tmp_path, capsys, 
     assert code == EXIT_USER_ERROR and expected in error and len(error.splitlines()) == 1
 
 
+def test_train_pastes_the_objects_of_a_given_bank(custom_dataset, tmp_path, capsys):
+    import numpy as np
+
+    from vadistill.data.pseudo import ObjectBank, ObjectSequence
+
+    torch.set_num_threads(1)
+    # a bank of one bright square, 4 frames long, written as `vadistill data bank` writes it
+    square = ObjectSequence(tuple([np.full((10, 10, 3), 250, np.uint8)] * 4), tuple([np.ones((10, 10), bool)] * 4))
+    bank = ObjectBank([square], "one square").save(tmp_path / "bank")
+    pasting = [pair for pair in TINY if not pair.startswith("paste.")] + ["paste.probability=0.5"]
+    base = ["--quiet", "train", "aed-mae", "--dataset", "custom", "--root", str(custom_dataset), "--no-eval"]
+    run_dir = tmp_path / "run"
+    argv = base + ["--run-dir", str(run_dir), "--bank", str(bank)] + [arg for pair in pasting for arg in ("--set", pair)]
+    assert cli.main(argv) == 0
+    recorded = json.loads((run_dir / "config.json").read_text())["object_bank"]
+    assert recorded == f"loaded from {bank.absolute()}: 1 sequences"
+    # `vadistill data bank --harvest` cuts the walkers out of a training video into a loadable bank
+    harvested = tmp_path / "harvested"
+    video = custom_dataset / "train" / "normal_0.avi"
+    assert cli.main(["--quiet", "data", "bank", "--harvest", str(video), "--out", str(harvested)]) == 0
+    assert len(ObjectBank.from_folder(harvested)) >= 1
+    # a missing bank folder: one line, exit 2, no run folder
+    missing = tmp_path / "no_bank"
+    assert cli.main(base + ["--run-dir", str(tmp_path / "run2"), "--bank", str(missing)]) == EXIT_USER_ERROR
+    error = capsys.readouterr().err.strip()
+    assert str(missing) in error and len(error.splitlines()) == 1 and not (tmp_path / "run2").exists()
+
+
 def test_unknown_method_is_reported(capsys):
     assert cli.main(["train", "no-such-method", "--dataset", "ped2"]) == EXIT_USER_ERROR
     assert "aed-mae" in capsys.readouterr().err

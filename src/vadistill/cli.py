@@ -46,6 +46,23 @@ def run_data_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else EXIT_USER_ERROR
 
 
+def run_data_bank(args: argparse.Namespace) -> int:
+    """Build an object bank for the synthetic anomalies (AED-MAE, Fast-AED) and save it as a folder."""
+    from vadistill.data.pseudo import ObjectBank
+    from vadistill.io.video import read_frames
+
+    if args.ubnormal is not None:
+        bank = ObjectBank.from_ubnormal(args.ubnormal or None, split=args.split)
+    else:
+        bank = ObjectBank.harvest([read_frames(v) for v in args.harvest], names=[Path(v).name for v in args.harvest],
+                                  description=f"harvested from {', '.join(Path(v).name for v in args.harvest)}")
+    if not len(bank):
+        raise InputError(args.harvest[0], "no moving object found to cut out (a static camera and moving objects are needed)")
+    folder = bank.save(args.out)
+    print(f"{bank.description}: {len(bank)} sequences written to {folder}")
+    return 0
+
+
 def load_named_dataset(name: str, root: str | None, options: list[str] | None = None):
     from vadistill.data.benchmarks import load_dataset
 
@@ -131,8 +148,11 @@ def run_train(args: argparse.Namespace) -> int:
 def train_one_class(method_class, args: argparse.Namespace, run_dir: Path) -> int:
     from vadistill import distributed
 
+    from vadistill.data.pseudo import ObjectBank
+
     dataset = load_named_dataset(args.dataset, args.root, args.option)
-    method = method_class(method_config(method_class, args))
+    bank = ObjectBank.from_folder(args.bank) if args.bank else None
+    method = method_class(method_config(method_class, args), object_bank=bank)
     method.fit(dataset.train, run_dir=run_dir, resume=args.resume, progress=not args.quiet)
     if not distributed.is_main():
         return 0
@@ -233,6 +253,8 @@ def train_weakly_supervised(method_class, args: argparse.Namespace, run_dir: Pat
 
     if not args.features:
         raise InputError("--features", "dakd trains on snippet features: pass the folder `vadistill extract` wrote")
+    if args.bank:
+        raise InputError("--bank", "dakd pastes no objects; --bank is for aed-mae and fast-aed")
     result = train_dakd(args.features, args.dataset, method_config(method_class, args), run_dir,
                         annotations=args.root, resume=args.resume, progress=not args.quiet)
     if "rank" not in result:  # rank 0 (or the only process) reports
@@ -274,6 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--root", help="dataset folder (default: <data root>/<name>)")
     check.add_argument("--decode", action="store_true", help="decode every frame (finds corrupt images)")
     check.set_defaults(handler=run_data_check)
+    bank = data_verbs.add_parser("bank", help="build an object bank (synthetic anomalies) for train --bank")
+    source = bank.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ubnormal", nargs="?", const="", metavar="ROOT",
+                        help="cut UBnormal's anomalous objects (the AED-MAE paper's source; default root: "
+                             "<data root>/ubnormal)")
+    source.add_argument("--harvest", nargs="+", metavar="VIDEO",
+                        help="cut moving objects out of static-camera videos or frame folders")
+    bank.add_argument("--split", default="training", help="UBnormal split to cut from (default: training)")
+    bank.add_argument("--out", required=True, help="bank folder to write (<out>/<sequence>/<k>.png, RGBA)")
+    bank.set_defaults(handler=run_data_bank)
 
     evaluate = verbs.add_parser("evaluate", help="per-frame scores in, metrics table out (JSON + markdown)")
     evaluate.add_argument("scores", help=".json, .npz, .csv or a folder of per-video .npy/.csv")
@@ -305,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
                        help="checkpoint inside an epoch every SECONDS (default 300; 0 = after every step)")
     train.add_argument("--no-eval", action="store_true", help="do not score the test set after training")
+    train.add_argument("--bank", help="object-bank folder for the synthetic anomalies of aed-mae and fast-aed "
+                                      "(`vadistill data bank`; default: objects harvested from the training videos)")
     train.add_argument("--features", help="dakd: folder with one subfolder of snippet features per backbone")
     train.set_defaults(handler=run_train)
 

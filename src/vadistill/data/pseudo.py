@@ -12,8 +12,10 @@ frame plus a pixel map of where the pasted object is. This module provides:
       connected components (area within bounds) -> greedy tracking by box overlap (IoU) across
       consecutive frames -> tracks of at least ``min_track_length`` frames are cut out.
       So the method works without UBnormal.
-  (b) :meth:`ObjectBank.from_folder`: a folder of prepared sequences, e.g. cut from UBnormal's
-      annotations. Layout (one sub-folder per sequence, frames in natural order)::
+  (b) :meth:`ObjectBank.from_ubnormal`: the anomalous objects of UBnormal's training videos, cut
+      out with the official object maps (the paper's source).
+  (c) :meth:`ObjectBank.from_folder`: a folder of prepared sequences (e.g. saved by
+      :meth:`ObjectBank.save`). Layout (one sub-folder per sequence, frames in natural order)::
 
           <root>/<sequence>/<k>.png            RGBA: colour + alpha (alpha > 127 = object), or
           <root>/<sequence>/<k>.png|.jpg       colour, with
@@ -311,6 +313,59 @@ class ObjectBank:
             keep = np.linspace(0, len(sequences) - 1, config.max_objects).round().astype(int)
             sequences = [sequences[i] for i in keep]
         return cls(sequences, description or f"harvested from {len(videos)} video(s)")
+
+    @classmethod
+    def from_ubnormal(cls, root: str | os.PathLike | None = None, split: str = "training", *, margin: int = 2,
+                      min_length: int = 3, splits_dir: str | os.PathLike | None = None) -> "ObjectBank":
+        """Cut the anomalous objects of UBnormal's abnormal videos of one split, the paper's object
+        source (Sec. 3.3): each row (object id, first, last frame) of ``<video>_tracks.txt`` becomes one
+        sequence whose pixels in frame t are those of its id in ``<video>_<t:04d>_gt.png``, cropped to
+        their box plus ``margin``. Frames where the object is hidden are skipped; sequences shorter
+        than ``min_length`` frames are dropped. Default split "training", so none of UBnormal's own
+        test objects is used.
+
+        Raises:
+            InputError: no UBnormal layout, a missing tracks file or object map, a map of another size
+                than its video, or no anomalous object at all.
+        """
+        from vadistill.data import labels as gtio
+        from vadistill.data.benchmarks import load_ubnormal
+        from vadistill.io.video import open_video
+
+        dataset = load_ubnormal(root, split=split, splits_dir=splits_dir)
+        sequences = []
+        for ref in (v for v in dataset.test if v.name.startswith("abnormal")):
+            source = Path(ref.source)
+            # the video's folder, or (frames extracted) the one above its frames/<video>/ folder
+            annotations = next((d / f"{ref.name}_annotations" for d in (source.parent, source.parent.parent)
+                                if (d / f"{ref.name}_annotations").is_dir()), source.parent / f"{ref.name}_annotations")
+            tracks = gtio.parse_ubnormal_tracks(annotations / f"{ref.name}_tracks.txt")
+            with open_video(source) as reader:
+                for object_id, start, end in tracks:
+                    crops, masks = [], []
+                    for t in range(int(start), min(int(end), len(reader) - 1) + 1):
+                        path = annotations / f"{ref.name}_{t:04d}_gt.png"
+                        object_map = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+                        if object_map is None:
+                            raise InputError(path, f"missing or unreadable object map (track {object_id} covers frame {t})")
+                        mask = object_map == object_id
+                        if not mask.any():
+                            continue  # hidden in this frame
+                        frame = reader.read(t)
+                        if frame.shape[:2] != mask.shape:
+                            raise InputError(path, f"object map is {mask.shape[1]}x{mask.shape[0]}, expected "
+                                                   f"{frame.shape[1]}x{frame.shape[0]} like the video")
+                        ys, xs = np.nonzero(mask)
+                        y0, x0 = max(0, ys.min() - margin), max(0, xs.min() - margin)
+                        y1, x1 = min(mask.shape[0], ys.max() + 1 + margin), min(mask.shape[1], xs.max() + 1 + margin)
+                        crops.append(np.ascontiguousarray(frame[y0:y1, x0:x1]))
+                        masks.append(mask[y0:y1, x0:x1].copy())
+                    if len(crops) >= min_length:
+                        sequences.append(ObjectSequence(tuple(crops), tuple(masks), f"{ref.name}/{object_id}"))
+        if not sequences:
+            raise InputError(dataset.root, f"no anomalous object of at least {min_length} frames in UBnormal's "
+                                           f"{split} split")
+        return cls(sequences, f"cut from UBnormal's {split} anomalies ({dataset.root})")
 
     @classmethod
     def from_folder(cls, path: str | os.PathLike) -> "ObjectBank":
