@@ -397,6 +397,9 @@ def test_data_bank_command_writes_ubnormal_objects_for_train_bank(tmp_path, caps
     bank = ObjectBank.from_folder(out)
     assert len(bank) == 1 and len(bank[0]) == 3 and all(np.argwhere(m).tolist() == [[2, 2]] for m in bank[0].masks)
     capsys.readouterr()
+    # a second bank into the same folder would mix with the first: refused, the first kept
+    assert cli.main(["--quiet", "data", "bank", "--ubnormal", str(root), "--split", "test", "--out", str(out)]) == 2
+    assert "already holds files" in capsys.readouterr().err and len(ObjectBank.from_folder(out)) == 1
     assert cli.main(["--quiet", "data", "bank", "--ubnormal", str(tmp_path / "nothing"), "--out", str(tmp_path / "b2")]) == 2
     error = capsys.readouterr().err.strip()
     assert "nothing" in error and len(error.splitlines()) == 1 and not (tmp_path / "b2").exists()

@@ -51,6 +51,10 @@ def run_data_bank(args: argparse.Namespace) -> int:
     from vadistill.data.pseudo import ObjectBank
     from vadistill.io.video import read_frames
 
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        # saving over an older bank would leave its extra sequences behind, mixed into this one
+        raise InputError(out, "already holds files; choose a new or empty folder for the bank")
     if args.ubnormal is not None:
         bank = ObjectBank.from_ubnormal(args.ubnormal or None, split=args.split)
     else:
@@ -58,7 +62,7 @@ def run_data_bank(args: argparse.Namespace) -> int:
                                   description=f"harvested from {', '.join(Path(v).name for v in args.harvest)}")
     if not len(bank):
         raise InputError(args.harvest[0], "no moving object found to cut out (a static camera and moving objects are needed)")
-    folder = bank.save(args.out)
+    folder = bank.save(out)
     print(f"{bank.description}: {len(bank)} sequences written to {folder}")
     return 0
 
@@ -147,7 +151,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 def train_one_class(method_class, args: argparse.Namespace, run_dir: Path) -> int:
     from vadistill import distributed
-
     from vadistill.data.pseudo import ObjectBank
 
     dataset = load_named_dataset(args.dataset, args.root, args.option)

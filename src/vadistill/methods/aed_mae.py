@@ -89,7 +89,8 @@ Departures from the paper (and from the authors' code), and why:
   classifier's BCE weight (0.1) is our choice (1.0 was tried with walker-sized pastes, see below).
 * Stage 2 keeps the frozen parts in eval mode (their batch-norm statistics stop moving).
 * Synthetic anomalies: objects harvested automatically from any static-camera footage by
-  background subtraction (or loaded from a folder, e.g. UBnormal cut-outs), not UBnormal only.
+  background subtraction, not UBnormal only; UBnormal's own anomalies are available too
+  (``ObjectBank.from_ubnormal``, ``vadistill data bank --ubnormal``, ``train --bank``).
   Optional shape and tone changes of each pasted sequence (``paste.stretch``, ``paste.rotation``,
   ``paste.gain``; not in the paper, off by default) widen a bank of one kind of object toward
   others: a bank cut from one street clip holds only pedestrians, while UBnormal's objects and
