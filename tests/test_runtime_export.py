@@ -51,7 +51,6 @@ def test_aed_mae_onnx_matches_torch_within_tolerance(aed):
         assert np.abs(ours - reference).max() <= PARITY_TOLERANCE
 
 
-
 def test_aed_mae_visible_map_scoring_exports_within_tolerance(tmp_path):
     """visible_map reads the map channel through a constant (P, H, W) share: it lives in the graph too."""
     torch.set_num_threads(1)
@@ -63,6 +62,7 @@ def test_aed_mae_visible_map_scoring_exports_within_tolerance(tmp_path):
     x = np.random.default_rng(0).uniform(-1, 1, size=(3, 9, 32, 48)).astype(np.float32)
     for ours, reference in zip(onnx_model.engine(x), torch_model.engine(x)):
         assert np.abs(ours - reference).max() <= PARITY_TOLERANCE
+
 
 def test_onnx_scores_match_torch_scores_and_score_cli_uses_it(aed, tmp_path):
     ckpt, _, _ = aed

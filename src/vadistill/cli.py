@@ -56,7 +56,7 @@ def run_data_bank(args: argparse.Namespace) -> int:
         # saving over an older bank would leave its extra sequences behind, mixed into this one
         raise InputError(out, "already holds files; choose a new or empty folder for the bank")
     if args.ubnormal is not None:
-        bank = ObjectBank.from_ubnormal(args.ubnormal or None, split=args.split)
+        bank = ObjectBank.from_ubnormal(args.ubnormal or None, split=args.split, progress=not args.quiet)
     else:
         bank = ObjectBank.harvest([read_frames(v) for v in args.harvest], names=[Path(v).name for v in args.harvest],
                                   description=f"harvested from {', '.join(Path(v).name for v in args.harvest)}")

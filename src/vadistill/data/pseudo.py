@@ -36,6 +36,7 @@ Everything random takes a ``numpy.random.Generator``: same seed, same anomalies.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Sequence
@@ -316,13 +317,14 @@ class ObjectBank:
 
     @classmethod
     def from_ubnormal(cls, root: str | os.PathLike | None = None, split: str = "training", *, margin: int = 2,
-                      min_length: int = 3, splits_dir: str | os.PathLike | None = None) -> "ObjectBank":
+                      min_length: int = 3, splits_dir: str | os.PathLike | None = None,
+                      progress: bool = False) -> "ObjectBank":
         """Cut the anomalous objects of UBnormal's abnormal videos of one split, the paper's object
         source (Sec. 3.3): each row (object id, first, last frame) of ``<video>_tracks.txt`` becomes one
         sequence whose pixels in frame t are those of its id in ``<video>_<t:04d>_gt.png``, cropped to
         their box plus ``margin``. Frames where the object is hidden are skipped; sequences shorter
         than ``min_length`` frames are dropped. Default split "training", so none of UBnormal's own
-        test objects is used.
+        test objects is used. ``progress``: one line per video on stderr.
 
         Raises:
             InputError: no UBnormal layout, a missing tracks file or object map, a map of another size
@@ -333,35 +335,42 @@ class ObjectBank:
         from vadistill.io.video import open_video
 
         dataset = load_ubnormal(root, split=split, splits_dir=splits_dir)
+        abnormal = [v for v in dataset.test if v.name.startswith("abnormal")]
         sequences = []
-        for ref in (v for v in dataset.test if v.name.startswith("abnormal")):
+        for index, ref in enumerate(abnormal, 1):
+            if progress:
+                print(f"[bank] UBnormal {split} video {index}/{len(abnormal)}: {ref.name}", file=sys.stderr, flush=True)
             source = Path(ref.source)
             # the video's folder, or (frames extracted) the one above its frames/<video>/ folder
             annotations = next((d / f"{ref.name}_annotations" for d in (source.parent, source.parent.parent)
                                 if (d / f"{ref.name}_annotations").is_dir()), source.parent / f"{ref.name}_annotations")
             tracks = gtio.parse_ubnormal_tracks(annotations / f"{ref.name}_tracks.txt")
+            cut = [([], []) for _ in tracks]  # per track: crops, masks
             with open_video(source) as reader:
-                for object_id, start, end in tracks:
-                    crops, masks = [], []
-                    for t in range(int(start), min(int(end), len(reader) - 1) + 1):
-                        path = annotations / f"{ref.name}_{t:04d}_gt.png"
-                        object_map = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-                        if object_map is None:
-                            raise InputError(path, f"missing or unreadable object map (track {object_id} covers frame {t})")
+                last = len(reader) - 1
+                # each frame's object map and image are read once, for every track that covers it
+                for t in sorted({t for _, s, e in tracks for t in range(int(s), min(int(e), last) + 1)}):
+                    path = annotations / f"{ref.name}_{t:04d}_gt.png"
+                    object_map = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+                    if object_map is None:
+                        raise InputError(path, f"missing or unreadable object map (the tracks mark frame {t} anomalous)")
+                    frame = None
+                    for (object_id, s, e), (crops, masks) in zip(tracks, cut):
                         mask = object_map == object_id
-                        if not mask.any():
-                            continue  # hidden in this frame
-                        frame = reader.read(t)
-                        if frame.shape[:2] != mask.shape:
-                            raise InputError(path, f"object map is {mask.shape[1]}x{mask.shape[0]}, expected "
-                                                   f"{frame.shape[1]}x{frame.shape[0]} like the video")
+                        if not s <= t <= e or not mask.any():
+                            continue  # not this track's frame, or the object is hidden in it
+                        if frame is None:
+                            frame = reader.read(t)
+                            if frame.shape[:2] != mask.shape:
+                                raise InputError(path, f"object map is {mask.shape[1]}x{mask.shape[0]}, expected "
+                                                       f"{frame.shape[1]}x{frame.shape[0]} like the video")
                         ys, xs = np.nonzero(mask)
                         y0, x0 = max(0, ys.min() - margin), max(0, xs.min() - margin)
                         y1, x1 = min(mask.shape[0], ys.max() + 1 + margin), min(mask.shape[1], xs.max() + 1 + margin)
                         crops.append(np.ascontiguousarray(frame[y0:y1, x0:x1]))
                         masks.append(mask[y0:y1, x0:x1].copy())
-                    if len(crops) >= min_length:
-                        sequences.append(ObjectSequence(tuple(crops), tuple(masks), f"{ref.name}/{object_id}"))
+            sequences += [ObjectSequence(tuple(crops), tuple(masks), f"{ref.name}/{object_id}")
+                          for (object_id, _, _), (crops, masks) in zip(tracks, cut) if len(crops) >= min_length]
         if not sequences:
             raise InputError(dataset.root, f"no anomalous object of at least {min_length} frames in UBnormal's "
                                            f"{split} split")
