@@ -1,3 +1,4 @@
+import sys
 from dataclasses import replace
 
 import cv2
@@ -29,6 +30,27 @@ def test_harvest_finds_tracked_objects_with_masks():
             assert crop.shape[:2] == mask.shape and mask.dtype == bool
             assert 0.3 < mask.mean() < 1.0  # a disc inside its box
             assert crop[mask].mean() > 150  # the bright object, not the background
+
+
+def test_harvest_reads_a_generator_one_video_at_a_time(capsys):
+    config = HarvestConfig(min_track_length=7)
+    videos = [moving_blobs(seed=0), moving_blobs(seed=1)]
+
+    def lazily():  # says on stderr when each video is handed out, between harvest's progress lines
+        for index, frames in enumerate(videos):
+            print(f"handing out {index}", file=sys.stderr)
+            yield frames
+
+    streamed = ObjectBank.harvest(lazily(), config=config, names=["a.avi", "b.avi"], progress=True)
+    listed = ObjectBank.harvest(videos, config=config, names=["a.avi", "b.avi"])
+    assert [s.source for s in streamed.sequences] == [s.source for s in listed.sequences]
+    assert all(np.array_equal(a, b) for s, t in zip(streamed.sequences, listed.sequences)
+               for a, b in zip(s.frames, t.frames))
+    assert streamed.description == listed.description == "harvested from 2 video(s)"
+    lines = capsys.readouterr().err.splitlines()
+    # the second video is read only after the first one was harvested
+    assert [line.split(":")[0] for line in lines] == ["handing out 0", "[bank] harvested 2 sequence(s) from video 1",
+                                                      "handing out 1", "[bank] harvested 2 sequence(s) from video 2"]
 
 
 def test_scene_object_scale_measures_the_moving_objects_height():

@@ -58,8 +58,10 @@ def run_data_bank(args: argparse.Namespace) -> int:
     if args.ubnormal is not None:
         bank = ObjectBank.from_ubnormal(args.ubnormal or None, split=args.split, progress=not args.quiet)
     else:
-        bank = ObjectBank.harvest([read_frames(v) for v in args.harvest], names=[Path(v).name for v in args.harvest],
-                                  description=f"harvested from {', '.join(Path(v).name for v in args.harvest)}")
+        # a generator: one decoded video in memory at a time
+        bank = ObjectBank.harvest((read_frames(v) for v in args.harvest), names=[Path(v).name for v in args.harvest],
+                                  description=f"harvested from {', '.join(Path(v).name for v in args.harvest)}",
+                                  progress=not args.quiet)
     if not len(bank):
         raise InputError(args.harvest[0], "no moving object found to cut out (a static camera and moving objects are needed)")
     folder = bank.save(out)

@@ -39,7 +39,7 @@ import os
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -299,21 +299,30 @@ class ObjectBank:
         return self.sequences[int(rng.integers(len(self.sequences)))]
 
     @classmethod
-    def harvest(cls, videos: Sequence[np.ndarray], *, config: HarvestConfig = HarvestConfig(),
-                names: Sequence[str] | None = None, description: str = "") -> "ObjectBank":
+    def harvest(cls, videos: Iterable[np.ndarray], *, config: HarvestConfig = HarvestConfig(),
+                names: Sequence[str] | None = None, description: str = "",
+                progress: bool = False) -> "ObjectBank":
         """Cut moving objects out of static-camera videos ((T, H, W, 3) uint8 RGB arrays).
 
-        Deterministic (no randomness). When more than ``config.max_objects`` sequences are
-        found, an evenly spaced subset is kept so that every video contributes.
+        ``videos`` may be a generator: each video is processed and dropped before the next is read
+        (the sequences keep copies of their crops only), so a long list of files needs the memory
+        of one video. Deterministic (no randomness). When more than ``config.max_objects``
+        sequences are found, an evenly spaced subset is kept so that every video contributes.
+        ``progress``: one line per video on stderr.
         """
         sequences: list[ObjectSequence] = []
-        for index, frames in enumerate(videos):
-            name = names[index] if names is not None else str(index)
-            sequences += harvest_sequences(np.asarray(frames), config, source=name)
+        count = 0
+        for count, frames in enumerate(videos, 1):
+            name = names[count - 1] if names is not None else str(count - 1)
+            found = harvest_sequences(np.asarray(frames), config, source=name)
+            if progress:
+                print(f"[bank] harvested {len(found)} sequence(s) from video {count}: {name}", file=sys.stderr,
+                      flush=True)
+            sequences += found
         if len(sequences) > config.max_objects:
             keep = np.linspace(0, len(sequences) - 1, config.max_objects).round().astype(int)
             sequences = [sequences[i] for i in keep]
-        return cls(sequences, description or f"harvested from {len(videos)} video(s)")
+        return cls(sequences, description or f"harvested from {count} video(s)")
 
     @classmethod
     def from_ubnormal(cls, root: str | os.PathLike | None = None, split: str = "training", *, margin: int = 2,
