@@ -62,11 +62,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tarfile
 import time
 from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -77,6 +79,7 @@ from localisation import localisation  # benchmarks/localisation.py (this script
 from vadistill.data.benchmarks import load_ped2
 from vadistill.data.clips import ClipDataset, load_frames
 from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig
+from vadistill.errors import InputError
 from vadistill.methods.aed_mae import (TERMS, AedMae, AedMaeConfig, AedMaeNet, AedMaeScorer, count_parameters,
                                        simplex_grid, single_term_weights)
 from vadistill.provenance import command_line, describe_machine, git_revision, machine_info
@@ -220,6 +223,11 @@ RUN_TITLES = {
                       "(up to 60 degrees) and brightened or darkened (0.6x-1.4x)"),
     "varied_pastes_seed1": ("varied pastes, seed 1 ({size})",
                             "the same with seed 1 instead of 0 (weights, batches, masks and pastes drawn anew)"),
+    "varied_pastes_clean_student": ("varied pastes, student on clean clips ({size})",
+                                    "the varied-pastes run's teacher (seed 0) with its student distilled again on "
+                                    "clean clips only (student_pastes=False)"),
+    "varied_pastes_seed1_clean_student": ("varied pastes, seed 1, student on clean clips ({size})",
+                                          "the same from the varied-pastes run's seed-1 teacher"),
     "main_seed2": ("main settings, seed 2 ({size})",
                    "the main run's settings (losses over the masked tokens) with seed 2 instead of 0"),
     "all_token_loss_seed2": ("losses over all tokens, seed 2 ({size})",
@@ -346,6 +354,16 @@ def all_token_loss_seed2_config(cfg: AedMaeConfig) -> AedMaeConfig:
     return seed_config(all_token_loss_config(cfg), 2)
 
 
+def clean_student_config(configure: Callable[[AedMaeConfig], AedMaeConfig]) -> Callable[[AedMaeConfig], AedMaeConfig]:
+    """``configure``'s configuration with the student distilled on clean clips only
+    (``student_pastes=False``). Why: stage 2 otherwise pastes objects into 25% of its clips like
+    stage 1, so the student learns to give the teacher's answer on an anomaly too (a clean
+    reconstruction and the map marking it), and the discrepancy the score reads there is trained
+    away. Trained from the teacher of the run ``configure`` makes (``teachers`` in EXPERIMENTS:
+    its stage-1 checkpoint is copied), so the two runs differ in the student stage only."""
+    return lambda cfg: replace(configure(cfg), student_pastes=False)
+
+
 def seed_config(cfg: AedMaeConfig, seed: int) -> AedMaeConfig:
     """The same configuration with another seed (``seed`` draws the initial weights, the batches,
     the training and inference masks and the pasted objects). Why: every other run here differs from
@@ -415,6 +433,18 @@ EXPERIMENTS = {
                     "best single masked or all-token run) and the end-to-end test passes with it.",
         "runs": {"varied_pastes": varied_pastes_config, "varied_pastes_seed1": varied_pastes_seed1_config},
     },
+    "clean_student": {
+        "question": "Does distilling the student on clean clips only (student_pastes=False) make the "
+                    "teacher-student discrepancy a better detector? Each run retrains only the student stage "
+                    "from the teacher of aed_mae_ped2_varied_pastes.md's run of the same seed, so it differs "
+                    "from that run in the student's training clips only. Rule written before any test number: "
+                    "student_pastes=False becomes the default only if, on both seeds, the student-alone micro AUC "
+                    "and the micro AUC with the paper's weights both rise, and the end-to-end test passes with it.",
+        "runs": {"varied_pastes_clean_student": clean_student_config(varied_pastes_config),
+                 "varied_pastes_seed1_clean_student": clean_student_config(varied_pastes_seed1_config)},
+        "teachers": {"varied_pastes_clean_student": "varied_pastes",
+                     "varied_pastes_seed1_clean_student": "varied_pastes_seed1"},
+    },
     "seed2": {
         "question": "Is the all-token loss (loss_tokens='all') reliably better than the masked-token loss (the "
                     "default), or was its lead at seeds 0 and 1 (0.877 vs 0.853, 0.855 vs 0.844 micro AUC with "
@@ -450,6 +480,19 @@ def object_bank(work: Path, quick: bool) -> ObjectBank:
                               description="harvested from vtest.avi (OpenCV sample street clip)")
     bank.save(folder)
     return ObjectBank.from_folder(folder)
+
+
+def copy_teacher(name: str, source: str, work: Path) -> None:
+    """Start run ``name`` from the finished stage-1 checkpoint of run ``source`` (once), so that
+    training it (resume) trains only the student stage."""
+    target = work / "runs" / name / "stage_teacher.ckpt"
+    if target.exists():
+        return
+    origin = work / "runs" / source / "stage_teacher.ckpt"
+    if not origin.exists():
+        raise InputError(origin, f"run {name!r} starts from this teacher: train run {source!r} first")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(origin, target)
 
 
 def train_or_load(name: str, cfg: AedMaeConfig, train_refs, bank, work: Path, resume: bool) -> tuple[AedMae, float]:
@@ -949,6 +992,8 @@ def main() -> None:
     if args.experiment:
         runs = {}
         for name, configure in EXPERIMENTS[args.experiment]["runs"].items():
+            if name in EXPERIMENTS[args.experiment].get("teachers", {}):
+                copy_teacher(name, EXPERIMENTS[args.experiment]["teachers"][name], work)
             runs[name] = input_run(name, configure(cfg), train_refs, test_refs, bank, labels, work, args.resume,
                                    with_other_pixel_norm=False, with_masking_variants=True)
         result = {"benchmark": "UCSD Ped2", "method": "aed-mae", "experiment": args.experiment,

@@ -1,4 +1,5 @@
 import json
+import shutil
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -468,6 +469,33 @@ def test_pasted_loss_early_stopping_watches_the_whole_teacher_loss_on_pasted_val
     assert watched["pasted-loss"] > watched["reconstruction"]  # map and classification terms added
     with pytest.raises(ValueError, match="early_stopping"):
         AedMaeConfig(early_stopping="test-auc")
+
+
+def test_student_pastes_false_distils_from_the_same_teacher_on_clean_clips(tmp_path):
+    """student_pastes=False: stage 2 never sees a pasted object. Started from another run's finished
+    teacher checkpoint (as the benchmark's clean_student experiment does), only the student trains."""
+    train = [render_scene(40, H, W, seed=s).frames for s in (0, 10)]
+    cfg = AedMaeConfig(**{**TINY, "input_size": (H, W)}, teacher_epochs=1, student_epochs=1, max_steps_per_epoch=2,
+                       batch_size=8, map_filter=(3, 3, 3), paste=PasteConfig(probability=1.0))
+    pasted_per_stage = {}  # stage -> per batch, whether it holds a pasted object
+
+    class Recording(AedMae):
+        def _batches(self, dataset, bank, *, stage, **kwargs):
+            for batch in super()._batches(dataset, bank, stage=stage, **kwargs):
+                pasted_per_stage.setdefault(stage, []).append(bool(batch.label.any()))
+                yield batch
+
+    pasted = Recording(cfg).fit(train, run_dir=tmp_path / "pasted", progress=False)
+    assert all(pasted_per_stage[1]) and all(pasted_per_stage[2])  # probability 1: every batch, both stages
+    pasted_per_stage.clear()
+    (tmp_path / "clean").mkdir()
+    shutil.copyfile(tmp_path / "pasted" / "stage_teacher.ckpt", tmp_path / "clean" / "stage_teacher.ckpt")
+    clean = Recording(replace(cfg, student_pastes=False)).fit(train, run_dir=tmp_path / "clean", resume=True,
+                                                              progress=False)
+    assert 1 not in pasted_per_stage and len(pasted_per_stage[2]) == 2 and not any(pasted_per_stage[2])
+    same = [torch.equal(a, b) for a, b in zip(pasted.net_.teacher_parameters(), clean.net_.teacher_parameters())]
+    assert all(same)  # the teacher was reused, not retrained
+    assert not all(torch.equal(a, b) for a, b in zip(pasted.net_.student_parameters(), clean.net_.student_parameters()))
 
 
 def test_loss_tokens_choose_which_tokens_each_loss_trains(tmp_path):

@@ -250,6 +250,10 @@ class AedMaeConfig:
     weight_decay: float = 0.05  # AdamW weight decay (authors' code: 0.05)
     teacher_epochs: int = 100  # max epochs of stage 1 (encoder + teacher + classifier)
     student_epochs: int = 50  # max epochs of stage 2 (student decoder only)
+    # Stage 2's batches: True = pasted objects as in stage 1 (the student copies the teacher on them
+    # too); False = clean clips only, so the student never learns the teacher's answer to an
+    # anomaly (see Departures, "student_pastes")
+    student_pastes: bool = True
     patience: int = 10  # early stopping: epochs without validation improvement
     val_fraction: float = 0.1  # last share of every training video held out as normal validation
     # What early stopping watches: "reconstruction" = the teacher's reconstruction loss on the clean
@@ -808,8 +812,8 @@ class AedMae(VadMethod):
                 return float(np.mean([self._distill_loss(b).item() for b in val_batches()]))
 
         result = run_stage("student", train_step=student_step,
-                           make_batches=lambda e: self._batches(train_set, bank, epoch=e, stage=2, shuffle=True,
-                                                                placements=placements),
+                           make_batches=lambda e: self._batches(train_set, bank if cfg.student_pastes else None,
+                                                                epoch=e, stage=2, shuffle=True, placements=placements),
                            validate=student_val, get_state=state(student_opt), set_state=load_state(student_opt),
                            num_epochs=cfg.student_epochs, patience=cfg.patience, run_dir=run_dir, resume=resume,
                            progress=progress, on_epoch_start=lambda e: torch.manual_seed(cfg.seed * 1000 + 500 + e))
