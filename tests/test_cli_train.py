@@ -178,6 +178,13 @@ def test_overrides_read_exponent_floats_and_wrong_kinds_are_one_line_errors(tmp_
     assert build_config(DakdConfig.from_dict, values, "--set").lr == 0.003
     with pytest.raises(InputError, match="lr must be a number"):
         build_config(DakdConfig.from_dict, apply_overrides({}, ["lr=fast"]), "--set")
+    # a switch takes true/false (YAML's yes/no/on/off too); any other word would otherwise count as true
+    from vadistill.methods.aed_mae import AedMaeConfig
+    assert build_config(AedMaeConfig.from_dict, apply_overrides({}, ["student_pastes=off"]), "--set").student_pastes is False
+    with pytest.raises(InputError, match="student_pastes must be true or false, got 'nope'"):
+        build_config(AedMaeConfig.from_dict, apply_overrides({}, ["student_pastes=nope"]), "--set")
+    with pytest.raises(InputError, match="paste.match_grey must be true or false"):
+        build_config(AedMaeConfig.from_dict, apply_overrides({}, ["paste.match_grey=1"]), "--set")
     config_file = tmp_path / "c.yaml"
     config_file.write_text("lr: 1e-4\n")
     from vadistill.config import read_config_file

@@ -98,8 +98,11 @@ def check_value_types(config: Any, where: str, prefix: str = "") -> None:
         name = f"{prefix}{field.name}"
         if dataclasses.is_dataclass(value):
             check_value_types(value, where, f"{name}.")
-        elif isinstance(default, bool) or default is None or default is dataclasses.MISSING:
+        elif default is None or default is dataclasses.MISSING:
             continue
+        elif isinstance(default, bool):  # before numbers: a bool is an int to isinstance
+            if not isinstance(value, bool):
+                raise InputError(where, f"invalid configuration: {name} must be true or false, got {value!r}")
         elif isinstance(default, (int, float)) and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise InputError(where, f"invalid configuration: {name} must be a number, got {value!r}")
         elif isinstance(default, str) and not isinstance(value, str):
