@@ -1,6 +1,7 @@
 """`vadistill train` end to end on a small custom dataset, and its configuration errors."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -166,6 +167,31 @@ def test_shipped_configs_are_valid():
     for path in configs:
         method = METHODS[path.stem.rsplit("_", 1)[0].replace("_", "-")]  # configs/<method>_<dataset>.yaml
         build_config(method.config_class.from_dict, read_config_file(path), str(path))
+
+
+@pytest.mark.parametrize("method, override, message", [
+    ("aed-mae", "batch_size=0", "batch_size must be >= 1, got 0"),
+    ("aed-mae", "lr=.nan", "lr must be > 0, got nan"),
+    ("aed-mae", "val_fraction=1", "val_fraction must be in (0, 1), got 1"),
+    ("aed-mae", "patch_size=0", "patch_size must be >= 1, got 0"),  # was a ZeroDivisionError
+    ("aed-mae", "map_filter=[0,9,9]", "map_filter must be >= 1, got (0, 9, 9)"),
+    ("aed-mae", "score_weights=[0,0,0]", "score_weights must not all be zero"),
+    ("aed-mae", "paste.probability=1.5", "paste.probability must be in [0, 1], got 1.5"),
+    ("aed-mae", "harvest.max_area=0", "harvest.max_area must be in (0, 1], got 0"),
+    ("fast-aed", "epochs=0", "epochs must be >= 1, got 0"),
+    ("fast-aed", "ae.crop_size=36", "ae.crop_size must be a multiple of 8"),
+    ("fast-aed", "knn.k=0", "knn.k must be >= 1, got 0"),
+    ("fast-aed", "proposals.nms_iou=2", "proposals.nms_iou must be in [0, 1], got 2"),
+    ("dakd", "topk=0", "topk must be >= 1, got 0"),
+    ("dakd", "dropout=1", "dropout must be in [0, 1), got 1"),
+])
+def test_out_of_range_settings_are_one_line_errors_before_training(method, override, message):
+    from vadistill.config import apply_overrides, build_config
+    from vadistill.errors import InputError
+    from vadistill.methods import METHODS
+
+    with pytest.raises(InputError, match=re.escape(f"--set: invalid configuration: {message}")):
+        build_config(METHODS[method].config_class.from_dict, apply_overrides({}, [override]), "--set")
 
 
 def test_overrides_read_exponent_floats_and_wrong_kinds_are_one_line_errors(tmp_path):

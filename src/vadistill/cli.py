@@ -155,9 +155,10 @@ def train_one_class(method_class, args: argparse.Namespace, run_dir: Path) -> in
     from vadistill import distributed
     from vadistill.data.pseudo import ObjectBank
 
+    config = method_config(method_class, args)  # settings first: a typo fails before any data is read
     dataset = load_named_dataset(args.dataset, args.root, args.option)
     bank = ObjectBank.from_folder(args.bank) if args.bank else None
-    method = method_class(method_config(method_class, args), object_bank=bank)
+    method = method_class(config, object_bank=bank)
     method.fit(dataset.train, run_dir=run_dir, resume=args.resume, progress=not args.quiet)
     if not distributed.is_main():
         return 0

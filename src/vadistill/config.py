@@ -13,7 +13,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
@@ -109,3 +109,37 @@ def check_value_types(config: Any, where: str, prefix: str = "") -> None:
             raise InputError(where, f"invalid configuration: {name} must be a string, got {value!r}")
         elif isinstance(default, (tuple, list)) and not isinstance(value, (tuple, list)):
             raise InputError(where, f"invalid configuration: {name} must be a list, got {value!r}")
+
+
+_INTERVAL = re.compile(r"^([\[(])\s*([^,\s]+)\s*,\s*([^\]\)\s]+)\s*([\])])$")
+
+
+def _within(value: float, bound: str) -> bool:
+    """``value`` satisfies ``bound``: ">0", ">=1", or an interval "[0, 1]", "(0, 1)", "[0, 1)"...
+    NaN satisfies none."""
+    if bound.startswith(">="):
+        return value >= float(bound[2:])
+    if bound.startswith(">"):
+        return value > float(bound[1:])
+    opening, low, high, closing = _INTERVAL.match(bound).groups()
+    above = value >= float(low) if opening == "[" else value > float(low)
+    below = value <= float(high) if closing == "]" else value < float(high)
+    return above and below
+
+
+def check_bounds(config: Any, bounds: Mapping[str, str], prefix: str = "") -> None:
+    """Raise a ValueError naming the first field (or element of a tuple field) outside its bound.
+
+    Called by the config dataclasses' ``__post_init__`` so that ``--set batch_size=0`` or a NaN
+    learning rate is a one-line error before training starts, not a traceback (or a silent
+    no-op) inside it. Values that are not numbers are left to :func:`check_value_types`.
+    ``prefix``: how a nested section is named in messages (e.g. "paste.").
+    """
+    for name, bound in bounds.items():
+        value = getattr(config, name)
+        for item in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            if not _within(item, bound):
+                wanted = re.sub(r"^(>=?)", r"\1 ", bound) if bound.startswith(">") else f"in {bound}"
+                raise ValueError(f"{prefix}{name} must be {wanted}, got {value!r}")

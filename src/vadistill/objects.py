@@ -33,6 +33,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from vadistill.config import check_bounds
 from vadistill.errors import InputError
 
 DETECTORS = ("background", "mog2", "hog", "background+hog", "onnx")
@@ -62,6 +63,9 @@ class ProposalConfig:
     onnx_classes: tuple[int, ...] = ()  # class ids to keep (empty: all)
 
     def __post_init__(self):
+        check_bounds(self, {"threshold": ">=0", "background_frames": ">=1", "open_kernel": ">=1", "close_kernel": ">=1",
+                            "margin": ">=0", "max_boxes": ">=1", "mog2_history": ">=1", "mog2_var_threshold": ">0",
+                            "hog_upscale": ">0", "nms_iou": "[0, 1]", "onnx_min_score": "[0, 1]"}, prefix="proposals.")
         if self.detector not in DETECTORS:
             raise ValueError(f"detector must be one of {DETECTORS}, got {self.detector!r}")
         if not 0 <= self.min_area < self.max_area <= 1:

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from sklearn.neighbors import NearestNeighbors
 
 from vadistill.checkpoint import load_checkpoint, save_checkpoint
+from vadistill.config import check_bounds
 from vadistill.data.clips import batch_indices, clip_indices
 from vadistill.errors import InputError
 from vadistill.io.atomic import atomic_path
@@ -210,6 +211,10 @@ class KnnTeacherConfig:
     batch_size: int = 64  # crops per MobileNetV2 forward pass
     seed: int = 0
 
+    def __post_init__(self):
+        check_bounds(self, {"crop_size": ">=8", "pca_dim": ">=1", "k": ">=1", "folds": ">=2",
+                            "max_train_objects": ">=1", "motion_weight": ">=0", "batch_size": ">=1"}, prefix="knn.")
+
 
 class KnnTeacher(ObjectTeacher):
     """k-nearest-neighbour distance of appearance (MobileNetV2) and motion (optical flow) features."""
@@ -371,6 +376,12 @@ class AeTeacherConfig:
     lr: float = 1e-3
     motion_weight: float = 1.0  # weight of the normalised motion-gradient error (appearance: 1)
     seed: int = 0
+
+    def __post_init__(self):
+        check_bounds(self, {"crop_size": ">=8", "widths": ">=1", "latent": ">=1", "epochs": ">=1", "patience": ">=1",
+                            "batch_size": ">=1", "lr": ">0", "motion_weight": ">=0"}, prefix="ae.")
+        if isinstance(self.crop_size, int) and self.crop_size % 8:
+            raise ValueError(f"ae.crop_size must be a multiple of 8 (three stride-2 convolutions), got {self.crop_size}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "AeTeacherConfig":

@@ -44,6 +44,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
+from vadistill.config import check_bounds
 from vadistill.errors import InputError
 
 
@@ -88,6 +89,12 @@ class HarvestConfig:
     margin: int = 2  # pixels added around each box before cropping
     max_objects: int = 300  # at most this many sequences (evenly spread over the tracks found)
 
+    def __post_init__(self):
+        check_bounds(self, {"threshold": ">=0", "background_frames": ">=1", "open_kernel": ">=1",
+                            "close_kernel": ">=1", "min_area": "[0, 1]", "max_area": "(0, 1]", "iou_threshold": "[0, 1]",
+                            "min_track_length": ">=1", "max_track_length": ">=1", "margin": ">=0", "max_objects": ">=1"},
+                     prefix="harvest.")
+
 
 @dataclass(frozen=True)
 class PasteConfig:
@@ -112,6 +119,9 @@ class PasteConfig:
     gain: tuple[float, float] = (1.0, 1.0)  # brightness multiplier, uniform in this range
 
     def __post_init__(self):
+        check_bounds(self, {"probability": "[0, 1]", "scale": "(0, 1]", "speed": ">=0", "drift": ">=0",
+                            "drift_speed": ">=0", "flip_probability": "[0, 1]", "reverse_probability": "[0, 1]"},
+                     prefix="paste.")
         for name in ("stretch", "gain"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:

@@ -188,6 +188,7 @@ from vadistill.checkpoint import load_method_checkpoint, save_checkpoint
 from vadistill.data.clips import (ClipDataset, FrameCache, VideoLike, batch_indices, clip_indices, load_frames,
                                   resize_frames, video_name)
 from vadistill.data.motion import motion_token_weights, temporal_gradient
+from vadistill.config import check_bounds
 from vadistill.data.pseudo import (HarvestConfig, ObjectBank, PasteConfig, draw_centre, height_range, paste_batch,
                                    paste_object, scene_object_speeds, scene_objects)
 from vadistill.errors import InputError
@@ -299,6 +300,16 @@ class AedMaeConfig:
     inference_batch_size: int = 16  # frames per forward pass when scoring
 
     def __post_init__(self):
+        check_bounds(self, {
+            "input_size": ">=1", "patch_size": ">=1", "embed_dim": ">=1", "depth": ">=1", "num_heads": ">=1",
+            "decoder_dim": ">=1", "decoder_depth": ">=1", "decoder_heads": ">=1", "student_depth": ">=1",
+            "mlp_ratio": ">0", "dw_kernel": ">=1", "mlp_dropout": "[0, 1)", "batch_size": ">=1", "lr": ">0",
+            "weight_decay": ">=0", "teacher_epochs": ">=1", "student_epochs": ">=1", "patience": ">=1",
+            "val_fraction": "(0, 1)", "max_steps_per_epoch": ">=0", "motion_step": ">=1",
+            "min_anomaly_magnitude": ">=0", "map_loss_weight": ">=0", "cls_loss_weight": ">=0",
+            "score_weights": ">=0", "map_filter": ">=1", "threshold_quantile": "(0, 1]", "inference_batch_size": ">=1"})
+        if len(self.score_weights) == 3 and not sum(self.score_weights) > 0:
+            raise ValueError(f"score_weights must not all be zero, got {self.score_weights}")
         h, w = self.input_size
         if h % self.patch_size or w % self.patch_size:
             raise ValueError(f"input_size {self.input_size} must be a multiple of patch_size {self.patch_size}")

@@ -83,6 +83,7 @@ from torch import nn
 
 from vadistill import distributed
 from vadistill.backbones import BACKBONES
+from vadistill.config import check_bounds
 from vadistill.blocks.mil import pseudo_label_info_nce, soft_label_bce, topk_count, topk_mean, topk_mil_loss
 from vadistill.blocks.temporal_aggregation import TemporalAggregation
 from vadistill.checkpoint import load_method_checkpoint, save_checkpoint
@@ -154,11 +155,12 @@ class DakdConfig:
         object.__setattr__(self, "teacher_backbones", tuple(self.teacher_backbones))
         if not self.teacher_backbones and self.distill:
             raise ValueError("distillation needs at least one Teacher backbone")
-        for name, value in (("temperature", self.temperature), ("dim", self.dim), ("max_distance", self.max_distance)):
-            if value <= 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
-        if not 0 <= self.threshold <= 1:
-            raise ValueError(f"threshold (delta) must be in [0, 1], got {self.threshold}")
+        check_bounds(self, {
+            "dim": ">=1", "heads": ">=1", "max_distance": ">=1", "dropout": "[0, 1)", "alpha": ">=0",
+            "feature_weight": ">=0", "temperature": ">0", "threshold": "[0, 1]", "topk": ">=1", "topk_ratio": ">0",
+            "lr": ">0", "weight_decay": ">=0", "teacher_epochs": ">=1", "student_epochs": ">=1",
+            "steps_per_epoch": ">=1", "batch_size": ">=1", "val_fraction": "[0, 1)", "patience": ">=1",
+            "train_segments": ">=1", "max_contrast_snippets": ">=2"})
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -93,6 +93,7 @@ from einops import rearrange
 from vadistill import distributed
 from vadistill.checkpoint import load_method_checkpoint, save_checkpoint
 from vadistill.data.clips import FrameCache, VideoLike, batch_indices, clip_indices, load_frames, resize_frames, video_name
+from vadistill.config import check_bounds
 from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig, paste_object
 from vadistill.errors import InputError
 from vadistill.io.atomic import atomic_write_text
@@ -154,6 +155,11 @@ class FastAedConfig:
     inference_batch_size: int = 32
 
     def __post_init__(self):
+        check_bounds(self, {
+            "channels": ">=1", "depth": ">=1", "num_heads": ">=1", "mlp_ratio": ">0", "dw_kernel": ">=1",
+            "batch_size": ">=1", "lr": ">0", "weight_decay": ">=0", "disc_lr": ">0", "epochs": ">=1", "patience": ">=1",
+            "pretrain_epochs": ">=0", "val_fraction": "(0, 1)", "max_steps_per_epoch": ">=0", "adv_weight": ">=0",
+            "pseudo_count": ">=0", "threshold_quantile": "(0, 1]", "inference_batch_size": ">=1"})
         h, w = self.input_size
         if h % 8 or w % 8 or h < 32 or w < 32:
             # the /8 grid must have at least 4 cells each way for the 4x4 head; a grid under 16 cells
