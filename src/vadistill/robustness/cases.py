@@ -376,6 +376,18 @@ def _checkpoint_other_method_resume(case_dir: Path, _: Workshop) -> Invocation:
                       forbidden=(run / "model.ckpt",), watched=(run,))
 
 
+def _config_setting(setting: str, mentions: str):
+    """`train aed-mae --set <setting>` with a value the setting cannot take: refused before any data
+    is read or any run folder written."""
+    def invocation(case_dir: Path, _: Workshop) -> Invocation:
+        root = make_custom(case_dir / "custom")
+        run = case_dir / "run"
+        argv = ["--quiet", "train", "aed-mae", "--dataset", "custom", "--root", str(root), "--run-dir", str(run),
+                "--no-eval", "--set", setting]
+        return Invocation(argv, names="--set", mentions=mentions, forbidden=(run,))
+    return invocation
+
+
 def _run_config_corrupt(case_dir: Path, _: Workshop) -> Invocation:
     """`train --resume` in a run folder whose config.json was cut short (a crash while writing it)."""
     root = make_custom(case_dir / "custom")
@@ -525,6 +537,11 @@ CASES: list[BadInputCase] = [
                  _checkpoint_other_method_resume),
     BadInputCase("run-config-corrupt-resume", "train --resume with a run folder whose config.json is cut short", ERROR,
                  _run_config_corrupt),
+    BadInputCase("config-out-of-range", "train --set batch_size=0", ERROR,
+                 _config_setting("batch_size=0", r"batch_size must be >= 1, got 0")),
+    BadInputCase("config-nan-setting", "train --set lr=.nan", ERROR, _config_setting("lr=.nan", r"lr must be > 0, got nan")),
+    BadInputCase("config-not-a-switch", "train --set motion_weighting=nope (a switch takes true or false)", ERROR,
+                 _config_setting("motion_weighting=nope", r"motion_weighting must be true or false")),
     BadInputCase("checkpoint-malicious-pickle", "a checkpoint whose pickle would run a shell command", ERROR,
                  _checkpoint_malicious),
     # object banks (`vadistill rescore --bank`, the synthetic anomalies of weight selection)
