@@ -78,3 +78,14 @@ def test_console_script_reports_bad_input_without_traceback(argv, expected):
         assert expected in run.stdout
     else:
         assert expected in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_version_names_vadistill_and_torch(capsys):
+    import torch
+
+    import vadistill
+
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.strip() == f"vadistill {vadistill.__version__} (torch {torch.__version__})"

@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from vadistill import __version__
 from vadistill.errors import EXIT_USER_ERROR, InputError
 
 # Choices spelled out here (not imported) so that `--help` does not import numpy/scipy.
@@ -275,9 +276,20 @@ def run_extract(args: argparse.Namespace) -> int:
 
 
 # -- parser --------------------------------------------------------------------------------------
+def torch_version() -> str:
+    """The installed torch's version without importing it (the parser stays fast)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vadistill", description="Video anomaly detection by knowledge distillation.")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--version", action="version", version=f"vadistill {__version__} (torch {torch_version()})")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     demo = verbs.add_parser("demo", help="train a small detector on a generated scene and score a clip with an anomaly")
