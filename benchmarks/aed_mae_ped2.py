@@ -950,6 +950,9 @@ def write_experiment_markdown(path: Path, r: dict) -> None:
                 f"{run['student_epochs_run']} epochs); end-to-end scoring {run['scoring_fps']:.1f} frames/s; the "
                 f"teacher's map peaks in one token cell on {run['peak_concentration']['share']:.2f} of the normal "
                 f"validation frames{bce_summary(run)}" for run in runs],
+              *[f"- {r['runs'][name]['label']}: teacher trained once, by run `{source}` (its stage-1 checkpoint "
+                f"copied); the minutes above include its epochs, and only the student stage was trained again"
+                for name, source in r.get("teachers", {}).items()],
               *(["- with --resume, trained models, training times, test terms, the end-to-end scoring rates and "
                  "the validation and localisation measurements are reused from the run of this script's functions "
                  "that made them (its thread count and load)"] if "--resume" in r["command"] else []),
@@ -998,6 +1001,7 @@ def main() -> None:
                                    with_other_pixel_norm=False, with_masking_variants=True)
         result = {"benchmark": "UCSD Ped2", "method": "aed-mae", "experiment": args.experiment,
                   "question": EXPERIMENTS[args.experiment]["question"], "quick": args.quick,
+                  "teachers": EXPERIMENTS[args.experiment].get("teachers", {}),
                   "command": command_line(), "git_revision": git_revision(), "machine": machine_info(),
                   "dataset": dataset_summary(dataset, train_refs, test_refs),
                   "object_bank": bank_summary(bank, cfg), "config_of_main_run": asdict(cfg),
