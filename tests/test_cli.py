@@ -89,3 +89,22 @@ def test_version_names_vadistill_and_torch(capsys):
         cli.main(["--version"])
     assert stopped.value.code == 0
     assert capsys.readouterr().out.strip() == f"vadistill {vadistill.__version__} (torch {torch.__version__})"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "model.ckpt", "--batch", "0"], "argument --batch: in the comma-separated list '0': expected a whole number >= 1"),
+    (["bench", "model.ckpt", "--batch", ","], "argument --batch: expected a comma-separated list"),
+    (["bench", "model.ckpt", "--seconds", "-1"], "argument --seconds: expected a number > 0, got '-1'"),
+    (["score", "model.ckpt", "video.mp4", "--threshold", "nan"], "argument --threshold: expected a finite number"),
+    (["watch", "model.ckpt", "rtsp://cam/s", "--threads", "0"], "argument --threads: expected a whole number >= 1"),
+    (["evaluate", "scores.json", "--dataset", "ped2", "--sigma", "0"], "argument --sigma: expected a number > 0"),
+    (["extract", "ped2", "--out", "features", "--batch-size", "0"], "argument --batch-size: expected a whole number >= 1"),
+    (["train", "aed-mae", "--dataset", "ped2", "--checkpoint-every", "-5"], "argument --checkpoint-every: expected a number >= 0"),
+])
+def test_numbers_a_command_cannot_use_are_refused_when_parsed(argv, message, capsys):
+    # before: --batch 0 failed deep in the model (a reshape of 0 elements), --seconds -1 divided by zero
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(argv)
+    assert stopped.value.code == EXIT_USER_ERROR
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message in error and "Traceback" not in error

