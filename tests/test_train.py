@@ -105,3 +105,19 @@ def test_run_dir_config_and_resume_guard(tmp_path):
     prepare_run_dir(tmp_path, {"lr": 0.1}, resume=True)
     with pytest.raises(InputError, match="differs in lr"):
         prepare_run_dir(tmp_path, {"lr": 0.2}, resume=True)
+
+
+def test_resume_accepts_a_run_started_before_a_setting_existed(tmp_path):
+    """A run folder written before `student_pastes` (say) existed lacks that key; it ran with the
+    setting's default, so resuming with the default is the same run, and with another value is not."""
+    run = tmp_path / "run"
+    prepare_run_dir(run, {"method": "m", "config": {"lr": 0.1, "paste": {"scale": [0.1, 0.5]}}}, resume=False)
+    defaults = {"config": {"lr": 1.0, "student_pastes": True, "paste": {"scale": [0.1, 0.5], "gain": [1.0, 1.0]}}}
+    now = {"method": "m", "config": {"lr": 0.1, "student_pastes": True, "paste": {"scale": [0.1, 0.5], "gain": [1.0, 1.0]}}}
+    with pytest.raises(InputError, match="differs in config"):
+        prepare_run_dir(run, now, resume=True)  # without defaults: refused, as before
+    prepare_run_dir(run, now, resume=True, defaults=defaults)
+    changed = {**now, "config": {**now["config"], "student_pastes": False}}
+    prepare_run_dir(tmp_path / "other", {"method": "m", "config": {"lr": 0.1}}, resume=False)
+    with pytest.raises(InputError, match="differs in config"):
+        prepare_run_dir(tmp_path / "other", changed, resume=True, defaults=defaults)

@@ -95,11 +95,14 @@ class StageResult:
     history: list[dict] = field(default_factory=list)
 
 
-def prepare_run_dir(run_dir: str | Path, config: dict, *, resume: bool) -> Path:
+def prepare_run_dir(run_dir: str | Path, config: dict, *, resume: bool, defaults: dict | None = None) -> Path:
     """Create the run folder and write the resolved config to ``config.json``.
 
     On resume the saved config must equal `config`: continuing a run with other settings
-    would silently mix two experiments.
+    would silently mix two experiments. A setting added to vadistill after the run started is
+    missing from its saved config; ``defaults`` (same nesting as `config`, e.g. ``{"config":
+    MethodConfig().to_dict()}``) fills such keys before the comparison, since a run that started
+    before a setting existed ran with its default (new settings default to the old behaviour).
 
     Raises:
         InputError: resuming a run folder whose config.json differs from `config`.
@@ -108,11 +111,18 @@ def prepare_run_dir(run_dir: str | Path, config: dict, *, resume: bool) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     with distributed.main_first():  # rank 0 checks and cleans the folder before the others look at it
         if distributed.is_main():
-            _prepare_run_dir(run_dir, config, resume=resume)
+            _prepare_run_dir(run_dir, config, resume=resume, defaults=defaults)
     return run_dir
 
 
-def _prepare_run_dir(run_dir: Path, config: dict, *, resume: bool) -> None:
+def _with_defaults(saved, defaults):
+    """`saved` with the keys it lacks taken from `defaults`, nested dicts filled the same way."""
+    if not isinstance(saved, dict) or not isinstance(defaults, dict):
+        return saved
+    return {**defaults, **{key: _with_defaults(value, defaults.get(key)) for key, value in saved.items()}}
+
+
+def _prepare_run_dir(run_dir: Path, config: dict, *, resume: bool, defaults: dict | None = None) -> None:
     config_path = run_dir / "config.json"
     text = json.dumps(config, indent=2, sort_keys=True, default=str)
     if resume and config_path.exists():
@@ -121,6 +131,8 @@ def _prepare_run_dir(run_dir: Path, config: dict, *, resume: bool) -> None:
         except (OSError, ValueError) as error:
             raise InputError(config_path, f"cannot resume: not a readable run config ({error}); "
                              "use a new run folder") from None
+        if defaults:
+            saved = _with_defaults(saved, json.loads(json.dumps(defaults, default=str)))
         if saved != json.loads(text):
             changed = sorted(k for k in set(saved) | set(json.loads(text)) if saved.get(k) != json.loads(text).get(k))
             raise InputError(config_path, f"cannot resume: the run was started with a different config "

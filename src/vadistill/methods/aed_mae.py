@@ -763,7 +763,7 @@ class AedMae(VadMethod):
         prepare_run_dir(run_dir, {"method": self.name, "config": cfg.to_dict(), "train_videos": names,
                                   "object_bank": f"{bank.description}: {len(bank)} sequences" if bank else "none",
                                   "training_pastes": described[0] if len(described) == 1 else described},
-                        resume=resume)
+                        resume=resume, defaults={"config": AedMaeConfig().to_dict()})
         net = AedMaeNet(cfg).to(self.device)
         self.net_ = net
         # Validation batches are rebuilt each time (same seed: same clips, masks and pastes every

@@ -335,7 +335,8 @@ class Dakd(VadMethod):
         self.input_dims_ = {b: next(iter(x[b] for x in train_bank.features)).shape[-1] for b in cfg.backbones}
         prepare_run_dir(run_dir, {"method": self.name, "config": cfg.to_dict(),
                                   "train_videos": [v.name for v in train_set], "val_videos": [v.name for v in val_set],
-                                  "teacher": "given" if teacher is not None else "trained"}, resume=resume)
+                                  "teacher": "given" if teacher is not None else "trained"}, resume=resume,
+                        defaults={"config": DakdConfig().to_dict()})
         history: list[dict] = []
 
         if cfg.distill:

@@ -532,7 +532,7 @@ class FastAed(VadMethod):
         prepare_run_dir(run_dir, {"method": self.name, "config": cfg.to_dict(), "train_videos": names,
                                   "teacher_dir": str(teacher_dir),
                                   "pseudo_anomalies": f"{len(pseudo_clips)} clips; objects {bank_description}"},
-                        resume=resume)
+                        resume=resume, defaults={"config": FastAedConfig().to_dict()})
         torch.manual_seed(cfg.seed)
         student = FastAedStudent(cfg, len(cfg.teachers)).to(self.device)
         self.student_ = student
