@@ -72,7 +72,7 @@ Departures from the paper (and from the authors' code), and why:
   averaged over the masked tokens per sample and over the batch (the authors' code sums the
   weighted error of ALL tokens and over the batch; ``loss_tokens="all"`` uses all tokens). Why
   "all" is not the default: the end-to-end test fails with it (its tiny generated scene: the
-  pasted object raises the score on 82% of its frames, 90% asked). On Ped2 it beat "masked" on
+  pasted object raises the score on fewer than the 90% of frames asked). On Ped2 it beat "masked" on
   all three paired seeds, by 0.014 micro AUC on average with the paper's weights, and it lowered
   the mixed-pastes recipe's (benchmarks/results/aed_mae_ped2_all_token_loss.md and
   aed_mae_ped2_seed2.md; README, "Losses over every token").
