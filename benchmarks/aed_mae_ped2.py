@@ -233,6 +233,11 @@ RUN_TITLES = {
     "all_token_loss_seed2": ("losses over all tokens, seed 2 ({size})",
                              "the main run's settings with the losses over every token (loss_tokens='all') and "
                              "seed 2 instead of 0"),
+    "main_seed3": ("main settings, seed 3 ({size})",
+                   "the main run's settings (losses over the masked tokens) with seed 3 instead of 0"),
+    "all_token_loss_seed3": ("losses over all tokens, seed 3 ({size})",
+                             "the main run's settings with the losses over every token (loss_tokens='all') and "
+                             "seed 3 instead of 0"),
 }
 
 
@@ -354,6 +359,17 @@ def all_token_loss_seed2_config(cfg: AedMaeConfig) -> AedMaeConfig:
     return seed_config(all_token_loss_config(cfg), 2)
 
 
+def main_seed3_config(cfg: AedMaeConfig) -> AedMaeConfig:
+    """The main configuration with seed 3: the fourth paired draw, with :func:`all_token_loss_seed3_config`."""
+    return seed_config(cfg, 3)
+
+
+def all_token_loss_seed3_config(cfg: AedMaeConfig) -> AedMaeConfig:
+    """:func:`all_token_loss_config` with seed 3: the fourth paired draw (all-token led at seeds 0, 1 and 2
+    by 0.024, 0.011 and 0.007 micro AUC with the paper's weights: the lead shrank with each seed)."""
+    return seed_config(all_token_loss_config(cfg), 3)
+
+
 def clean_student_config(configure: Callable[[AedMaeConfig], AedMaeConfig]) -> Callable[[AedMaeConfig], AedMaeConfig]:
     """``configure``'s configuration with the student distilled on clean clips only
     (``student_pastes=False``). Why: stage 2 otherwise pastes objects into 25% of its clips like
@@ -454,6 +470,15 @@ EXPERIMENTS = {
                     "with it; its localisation (RBDC/TBDC) is reported beside and any loss is stated with the "
                     "change.",
         "runs": {"main_seed2": main_seed2_config, "all_token_loss_seed2": all_token_loss_seed2_config},
+    },
+    "seed3": {
+        "question": "A fourth paired draw (seed 3) of the masked-token default and the all-token loss. All-token "
+                    "beat masked at seeds 0, 1 and 2 with the paper's weights (by 0.024, 0.011, 0.007 micro AUC); "
+                    "is its lead consistent? Reported only: the default is not decided here (the rule of "
+                    "aed_mae_ped2_seed2.md already failed on the end-to-end test). Stated before any test number: "
+                    "the README will give the paired differences of all four seeds, their mean and how many favour "
+                    "all-token, with the paper's weights and with the weights chosen on synthetic validation.",
+        "runs": {"main_seed3": main_seed3_config, "all_token_loss_seed3": all_token_loss_seed3_config},
     },
 }
 
