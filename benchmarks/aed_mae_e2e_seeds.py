@@ -1,6 +1,6 @@
 """How often AED-MAE's end-to-end test passes: its pasted-object probe over seeds, schedules and losses.
 
-    python benchmarks/aed_mae_e2e_seeds.py                      # seeds 0-9, schedules 5/2, 10/4, 15/5
+    python benchmarks/aed_mae_e2e_seeds.py                      # seeds 0-9, schedules 5/2, 10/4, 15/5, 30/10
     python benchmarks/aed_mae_e2e_seeds.py --seeds 0,1 --schedules 5/2
 
 `tests/test_aed_mae.py::test_pasted_object_frames_score_higher_than_clean_frames` trains one tiny
@@ -110,7 +110,7 @@ def summarise(runs: list[dict]) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=comma_list(int), default="0,1,2,3,4,5,6,7,8,9")
-    parser.add_argument("--schedules", type=comma_list(schedule), default="5/2,10/4,15/5",
+    parser.add_argument("--schedules", type=comma_list(schedule), default="5/2,10/4,15/5,30/10",
                         help="teacher/student epochs, comma-separated (the test trains with E2E's)")
     parser.add_argument("--loss-tokens", type=comma_list(str), default="masked,all")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the test runs on one)")
