@@ -68,7 +68,7 @@ def markdown(result: dict) -> str:
              "- model and scenes: `E2E` and `pasted_probe` of tests/test_aed_mae.py (64x96, two 80-frame "
              "training scenes, one unseen 60-frame scene with an object pasted into frames 20-40); the test "
              f"itself trains seed 0 with {result['test_schedule']} teacher/student epochs and the default "
-             "loss_tokens (masked) at this revision",
+             f"loss_tokens ({result['default_loss_tokens']}) at this revision",
              "- criterion (the test's): the combined score rises on at least 90% of frames 22-38 with a mean "
              "gain above 0.1 validation standard deviations, and frames 0-9 agree within 0.3", "",
              "## How often the test passes", "",
@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"({row['train_seconds']} s)", flush=True)
     result = {"command": command_line(), "machine": machine, "threads": args.threads,
               "test_schedule": f"{E2E['teacher_epochs']}/{E2E['student_epochs']}",
+              "default_loss_tokens": AedMaeConfig().loss_tokens,
               "summary": summarise(runs), "runs": runs}
     result["git_revision"] = git_revision()
     args.out.mkdir(parents=True, exist_ok=True)
