@@ -133,8 +133,9 @@ def _prepare_run_dir(run_dir: Path, config: dict, *, resume: bool, defaults: dic
                              "use a new run folder") from None
         if defaults:
             saved = _with_defaults(saved, json.loads(json.dumps(defaults, default=str)))
-        if saved != json.loads(text):
-            changed = sorted(k for k in set(saved) | set(json.loads(text)) if saved.get(k) != json.loads(text).get(k))
+        current = json.loads(text)  # the same JSON types as the saved file (tuples become lists)
+        if saved != current:
+            changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
             raise InputError(config_path, f"cannot resume: the run was started with a different config "
                              f"(differs in {', '.join(changed)}); use a new run folder or resume=False")
     if not resume:
