@@ -147,6 +147,24 @@ def test_paste_shape_and_tone_changes_are_checked_and_off_by_default():
     assert PasteConfig.from_dict({"stretch": [0.5, 3.0]}).stretch == (0.5, 3.0)
 
 
+@pytest.mark.parametrize("make, message", [
+    (lambda: HarvestConfig(min_area=0.3, max_area=0.2), "harvest.min_area must be <= harvest.max_area"),
+    (lambda: HarvestConfig(min_track_length=50), "harvest.min_track_length must be <= harvest.max_track_length"),
+    (lambda: PasteConfig(scale=(0.6, 0.15)), r"paste.scale must be a range low <= high, got \(0.6, 0.15\)"),
+    (lambda: PasteConfig(speed=(3, 1)), "paste.speed must be a range"),
+    (lambda: PasteConfig(drift_speed=(0.05, 0.01)), "paste.drift_speed must be a range"),
+])
+def test_reversed_ranges_are_one_line_errors_naming_the_setting(make, message):
+    # a reversed range used to pass silently (numpy's uniform draws from it) or fail inside training
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_equal_ends_and_unset_ranges_are_accepted():
+    assert PasteConfig(scale=(0.3, 0.3), speed=(2, 2), drift_speed=None).scale == (0.3, 0.3)
+    assert HarvestConfig(min_area=0.1, max_area=0.1, min_track_length=48).min_area == 0.1
+
+
 def test_paste_batch_centres_every_object_on_one_of_the_given_centres():
     clips = np.full((16, 3, 64, 96, 3), 50, np.uint8)
     deltas = np.tile([-3, 0, 3], (16, 1))

@@ -143,3 +143,23 @@ def check_bounds(config: Any, bounds: Mapping[str, str], prefix: str = "") -> No
             if not _within(item, bound):
                 wanted = re.sub(r"^(>=?)", r"\1 ", bound) if bound.startswith(">") else f"in {bound}"
                 raise ValueError(f"{prefix}{name} must be {wanted}, got {value!r}")
+
+
+def check_ordered(config: Any, ranges: Sequence[str | tuple[str, str]], prefix: str = "") -> None:
+    """Raise a ValueError naming the first range whose low end exceeds its high end.
+
+    Each entry is a (low, high) tuple field (e.g. "scale"; None skips it) or a pair of fields
+    (e.g. ("min_area", "max_area")). Why: a reversed range otherwise passes silently (numpy draws
+    uniform(0.6, 0.15) without complaint) or fails deep inside training.
+    """
+    for entry in ranges:
+        if isinstance(entry, str):
+            value = getattr(config, entry)
+            if value is None:
+                continue
+            (low, high), wanted = value, f"{prefix}{entry} must be a range low <= high"
+        else:
+            low, high = (getattr(config, name) for name in entry)
+            value, wanted = (low, high), f"{prefix}{entry[0]} must be <= {prefix}{entry[1]}"
+        if low > high:
+            raise ValueError(f"{wanted}, got {value!r}")

@@ -44,7 +44,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from vadistill.config import check_bounds
+from vadistill.config import check_bounds, check_ordered
 from vadistill.errors import InputError
 
 
@@ -94,6 +94,7 @@ class HarvestConfig:
                             "close_kernel": ">=1", "min_area": "[0, 1]", "max_area": "(0, 1]", "iou_threshold": "[0, 1]",
                             "min_track_length": ">=1", "max_track_length": ">=1", "margin": ">=0", "max_objects": ">=1"},
                      prefix="harvest.")
+        check_ordered(self, [("min_area", "max_area"), ("min_track_length", "max_track_length")], prefix="harvest.")
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class PasteConfig:
         check_bounds(self, {"probability": "[0, 1]", "scale": "(0, 1]", "speed": ">=0", "drift": ">=0",
                             "drift_speed": ">=0", "flip_probability": "[0, 1]", "reverse_probability": "[0, 1]"},
                      prefix="paste.")
+        check_ordered(self, ["scale", "speed", "drift_speed"], prefix="paste.")
         for name in ("stretch", "gain"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
