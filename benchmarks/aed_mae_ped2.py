@@ -113,10 +113,19 @@ def main_config(quick: bool) -> AedMaeConfig:
 
 # Inference masking of the scoring (AedMaeConfig fields); "complementary" is the default.
 MASKING = {
-    "complementary": {"inference_mask_ratio": 0.5, "complementary_masks": True, "visible_map": False},
-    "complementary_visible_map": {"inference_mask_ratio": 0.5, "complementary_masks": True, "visible_map": True},
-    "unmasked": {"inference_mask_ratio": 0.0, "complementary_masks": False, "visible_map": False},
-    "random": {"inference_mask_ratio": 0.5, "complementary_masks": False, "visible_map": False},
+    "complementary": {"inference_mask_ratio": 0.5, "complementary_masks": True, "visible_map": False,
+                      "teacher_channels": "all"},
+    "complementary_visible_map": {"inference_mask_ratio": 0.5, "complementary_masks": True, "visible_map": True,
+                                  "teacher_channels": "all"},
+    "unmasked": {"inference_mask_ratio": 0.0, "complementary_masks": False, "visible_map": False,
+                 "teacher_channels": "all"},
+    "random": {"inference_mask_ratio": 0.5, "complementary_masks": False, "visible_map": False,
+               "teacher_channels": "all"},
+    # the teacher term from the anomaly map alone (teacher_channels="map"), read where seen / unmasked
+    "complementary_visible_map_teacher_map": {"inference_mask_ratio": 0.5, "complementary_masks": True,
+                                              "visible_map": True, "teacher_channels": "map"},
+    "unmasked_teacher_map": {"inference_mask_ratio": 0.0, "complementary_masks": False, "visible_map": False,
+                             "teacher_channels": "map"},
 }
 # (short, long) descriptions of the sizes of the validation objects that choose the weights
 SELECTION_TITLES = {
@@ -142,15 +151,20 @@ MASKING_TITLES = {
     "complementary_visible_map": "two complementary 50% masks, the map channel from the pass that saw the token",
     "unmasked": "unmasked (this toolkit's earlier default)",
     "random": "one random 50% mask (authors' inference code)",
+    "complementary_visible_map_teacher_map": "two complementary 50% masks, the teacher term from the map channel "
+                                             "alone, read in the pass that saw the token",
+    "unmasked_teacher_map": "unmasked, the teacher term from the map channel alone",
 }
 
 
 def masking_of(cfg: AedMaeConfig) -> str:
     if cfg.inference_mask_ratio == 0:
-        return "unmasked"
-    if not cfg.complementary_masks:
-        return "random"
-    return "complementary_visible_map" if cfg.visible_map else "complementary"
+        name = "unmasked"
+    elif not cfg.complementary_masks:
+        name = "random"
+    else:
+        name = "complementary_visible_map" if cfg.visible_map else "complementary"
+    return name + ("_teacher_map" if cfg.teacher_channels == "map" else "")
 
 
 def scoring_tag(cfg: AedMaeConfig) -> str:

@@ -173,6 +173,32 @@ def test_visible_map_takes_the_map_channel_from_the_pass_that_saw_the_token():
     assert unmasked.keeps is None and not unmasked.visible_map
 
 
+def test_teacher_channels_map_scores_the_anomaly_map_channel_alone():
+    """teacher_channels="map": the teacher term is the map channel's error only, read where each
+    masking reads it (hidden, seen with visible_map, or unmasked); the other terms do not change."""
+    cfg = AedMaeConfig(**TINY)
+    torch.manual_seed(0)
+    net = AedMaeNet(cfg).eval()
+    x = torch.rand(2, 9, *cfg.input_size) * 2 - 1
+    target = torch.cat((x[:, 3:6], torch.full_like(x[:, :1], -1.0)), dim=1)
+    with torch.inference_mode():
+        for changes in ({}, {"visible_map": True}, {"inference_mask_ratio": 0.0}):
+            both = AedMaeScorer(net, replace(cfg, **changes))
+            t_map, s_map, l_map = AedMaeScorer(net, replace(cfg, teacher_channels="map", **changes))(x)
+            _, s_both, l_both = both(x)
+            assert torch.equal(s_map, s_both) and torch.equal(l_map, l_both)
+            if both.keeps is None:
+                expected = (net(x, with_student=False).teacher - target)[:, 3].abs()
+            else:
+                maps = [(net(x, with_student=False, keep=keep.expand(2, -1)).teacher - target)[:, 3].abs()
+                        for keep in both.keeps]
+                reads = both.map_share if changes else both.owner  # seen / hidden
+                expected = sum(reads[k] * maps[k] for k in range(2))
+            assert torch.allclose(t_map, expected, atol=1e-6), changes
+    with pytest.raises(ValueError, match="teacher_channels"):
+        AedMaeConfig(**TINY, teacher_channels="rgb")
+
+
 def test_channels_last_input_and_unfitted_errors():
     clips = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 48, 3), dtype=np.uint8)
     x = clips_to_input(clips)

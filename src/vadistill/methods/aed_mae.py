@@ -220,6 +220,7 @@ VALIDATION_PASTE_SCALES = ("scene", "training")
 VALIDATION_PASTE_POSITIONS = ("anywhere", "scene")
 TRAINING_PASTE_PLACEMENTS = ("configured", "scene", "scene_fast", "mixed")
 CLASSIFIER_POOLINGS = ("cls", "token-max")
+TEACHER_CHANNELS = ("all", "map")
 EARLY_STOPPINGS = ("reconstruction", "pasted-loss")
 LOSS_TOKENS = ("masked", "all", "map-all")
 # "scene_fast": drift speeds of the training pastes as multiples of the scene objects' median speed
@@ -256,6 +257,9 @@ class AedMaeConfig:
     # With complementary masks: take every pixel's anomaly-map channel from the pass(es) that SAW its
     # token (its RGB error still from the pass that hid it); see Departures, "map-all"
     visible_map: bool = False
+    # Channels of the teacher's error that make the teacher term: "all" = the RGB reconstruction and
+    # the anomaly map, averaged (Sec. 3.4); "map" = the anomaly map alone (see Departures, "teacher_channels")
+    teacher_channels: str = "all"
     # Where the classifier reads the encoder: "cls" = the CLS token (paper); "token-max" = the same
     # linear layer on every visible token, maximum over tokens (see Departures)
     classifier_pooling: str = "cls"
@@ -357,6 +361,8 @@ class AedMaeConfig:
                              f"got {self.training_paste_placement!r}")
         if self.early_stopping not in EARLY_STOPPINGS:
             raise ValueError(f"early_stopping must be one of {EARLY_STOPPINGS}, got {self.early_stopping!r}")
+        if self.teacher_channels not in TEACHER_CHANNELS:
+            raise ValueError(f"teacher_channels must be one of {TEACHER_CHANNELS}, got {self.teacher_channels!r}")
         if self.classifier_pooling not in CLASSIFIER_POOLINGS:
             raise ValueError(f"classifier_pooling must be one of {CLASSIFIER_POOLINGS}, got {self.classifier_pooling!r}")
         if self.validation_paste_scale not in VALIDATION_PASTE_SCALES:
@@ -609,6 +615,7 @@ class AedMaeScorer(nn.Module):
         self.net = net
         self.centre = cfg.frame_offsets.index(0)
         self.squared = cfg.error == "l2"
+        self.map_only = cfg.teacher_channels == "map"
         complementary = cfg.complementary_masks and cfg.inference_mask_ratio > 0
         self.visible_map = complementary and cfg.visible_map
         self.random_ratio = 0.0 if complementary else cfg.inference_mask_ratio
@@ -652,13 +659,21 @@ class AedMaeScorer(nn.Module):
         """(B, 4, H, W) difference -> (B, H, W) per-pixel error, mean over channels."""
         return (diff.square() if self.squared else diff.abs()).mean(dim=1)
 
+    def _teacher_channels_error(self, diff: torch.Tensor) -> torch.Tensor:
+        """(B, 4, H, W) teacher difference -> (B, H, W): all four channels' mean, or the map's alone."""
+        if not self.map_only:
+            return self._error(diff)
+        return diff[:, 3].square() if self.squared else diff[:, 3].abs()
+
     def _teacher_error(self, diff: torch.Tensor, k: int) -> torch.Tensor:
         """Complementary pass k's share of the (B, H, W) teacher error: the pixels its mask hid, or
         with ``visible_map`` their RGB error plus the map error of the pixels it saw (``map_share``),
-        each channel weighing 1/4 as in `_error`."""
+        each channel weighing 1/4 as in `_error` (with ``teacher_channels="map"``: the map alone)."""
         if not self.visible_map:
-            return self.owner[k] * self._error(diff)
+            return self.owner[k] * self._teacher_channels_error(diff)
         per_channel = diff.square() if self.squared else diff.abs()  # (B, 4, H, W)
+        if self.map_only:
+            return self.map_share[k] * per_channel[:, 3]
         return (self.owner[k] * per_channel[:, :3].sum(dim=1) + self.map_share[k] * per_channel[:, 3]) / 4
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
@@ -676,7 +691,7 @@ class AedMaeScorer(nn.Module):
         target = torch.cat((rgb, torch.full_like(rgb[:, :1], -1.0)), dim=1)  # (B, 4, H, W)
         if self.keeps is None:
             out = self.net(x, self.random_ratio, generator, with_student=True)
-            return self._error(out.teacher - target), self._error(out.teacher - out.student), out.logit
+            return self._teacher_channels_error(out.teacher - target), self._error(out.teacher - out.student), out.logit
         B, passes = x.shape[0], self.keeps.shape[0]
         diff_t = diff_s = logit = None
         for k in range(passes):
@@ -861,8 +876,8 @@ class AedMae(VadMethod):
         return self
 
     # Settings that only change how a trained network is scored (no retraining needed).
-    SCORING_FIELDS = ("inference_mask_ratio", "complementary_masks", "visible_map", "error", "pixel_norm", "pixel_norm_frames",
-                      "map_filter", "score_weights", "score_norm", "temporal_filter", "threshold_quantile",
+    SCORING_FIELDS = ("inference_mask_ratio", "complementary_masks", "visible_map", "teacher_channels", "error",
+                      "pixel_norm", "pixel_norm_frames", "map_filter", "score_weights", "score_norm", "temporal_filter", "threshold_quantile",
                       "inference_batch_size", "weight_selection", "validation_paste_scale",
                       "validation_paste_positions")
 
