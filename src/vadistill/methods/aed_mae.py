@@ -91,6 +91,15 @@ Departures from the paper (and from the authors' code), and why:
   map read where seen raised the teacher term of both seeds, but their classifiers fell and the
   combined AUC with the paper's weights was 0.847 and 0.781 against the masked runs' 0.853 and
   0.844 (benchmarks/results/aed_mae_ped2_visible_map.md; README, "Map read where seen").
+* ``teacher_channels="map"`` (a scoring option, not in the paper): the teacher term from the
+  anomaly-map channel alone instead of the mean of the RGB and map errors (Sec. 3.4). Why: split
+  into its channels on four Ped2 models, the RGB error's frame maximum lay on the anomaly in only
+  7-35% of the anomalous frames, and for the all-token models the map alone, read unmasked,
+  scored 0.869 and 0.872 micro AUC against 0.729 and 0.716 for the whole term
+  (benchmarks/results/aed_mae_teacher_channels.md). Why not the default: it was found on those
+  models' test scores, for models trained with ``loss_tokens="all"`` (under "masked" the map is
+  never trained where a token is seen), and no fresh seed has tested it (README, "The teacher's
+  channels").
 * Loss weights: the paper trains one MSE over the 4 output channels; we split it into the RGB
   term and the map term with the same relative weight (1/3 = one channel against three). The
   classifier's BCE weight (0.1) is our choice (1.0 was tried with walker-sized pastes, see below).
