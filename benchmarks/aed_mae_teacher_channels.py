@@ -89,14 +89,20 @@ def channel_maps(method: AedMae, frames: np.ndarray, batch: int = 16) -> dict[st
     return {key: np.concatenate(parts) for key, parts in out.items()}
 
 
+def masks_at(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(T, H0, W0) bool masks -> (T, H, W) at the model's (H, W), nearest neighbour."""
+    H, W = size
+    return np.stack([cv2.resize(m.astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST) > 0 for m in masks])
+
+
 def peak_rows_and_hits(filtered: np.ndarray, masks: np.ndarray, labels: np.ndarray) -> dict:
-    """Where the frame maximum lies: inside the mask on anomalous frames, and its mean row."""
+    """Where the frame maximum lies: inside the mask (at the map's size) on anomalous frames, and its mean row."""
     T, H, W = filtered.shape
     peaks = filtered.reshape(T, -1).argmax(axis=1)
     rows, cols = np.unravel_index(peaks, (H, W))
     hits, gt_rows = [], []
     for t in np.flatnonzero(labels):
-        mask = cv2.resize(masks[t].astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST) > 0
+        mask = masks[t]
         if mask.any():
             hits.append(bool(mask[rows[t], cols[t]]))
             gt_rows.append(float(np.flatnonzero(mask.any(axis=1)).mean()))
@@ -115,7 +121,8 @@ def measure_run(run: str, work: Path, test_refs, labels: dict) -> dict:
         maps = channel_maps(method, frames)
         # the default teacher term, rebuilt from its parts: (3 x RGB + map) / 4, each where hidden
         maps["default_hidden"] = (3 * maps["rgb_hidden"] + maps["map_hidden"]) / 4
-        masks = load_npz_masks(PED2_MASKS, f"Test{int(ref.name):03d}")
+        # resized once per video, not once per reading
+        masks = masks_at(load_npz_masks(PED2_MASKS, f"Test{int(ref.name):03d}"), method.config.input_size)
         for key, values in maps.items():
             filtered = method._filter_map(values)
             terms.setdefault(key, {})[ref.name] = filtered.reshape(len(filtered), -1).max(axis=1)
