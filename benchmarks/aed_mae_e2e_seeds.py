@@ -41,7 +41,7 @@ from test_aed_mae import E2E, e2e_training_videos, pasted_probe, probe_outcome  
 
 RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from aed_mae_ped2 import MASKING, MASKING_TITLES  # noqa: E402  (one definition of the scorings)
+from aed_mae_ped2 import MASKING, MASKING_TITLES, scored_with  # noqa: E402  (one definition of the scorings)
 
 
 def schedule(text: str) -> tuple[int, int]:
@@ -60,9 +60,7 @@ def measure(tokens: str, teacher_epochs: int, student_epochs: int, seed: int, sc
     seconds = time.perf_counter() - started
     rows = []
     for scoring in scorings:
-        settings = MASKING[scoring]
-        unchanged = all(getattr(trained.config, key) == value for key, value in settings.items())
-        method = trained if unchanged else trained.with_scoring(train, **settings)
+        method = scored_with(trained, train, **MASKING[scoring])
         terms_clean, terms_pasted = method.score_terms(clean), method.score_terms(pasted)
         row = {"loss_tokens": tokens, "teacher_epochs": teacher_epochs, "student_epochs": student_epochs,
                "seed": seed, "scoring": scoring, "train_seconds": round(seconds, 1),
