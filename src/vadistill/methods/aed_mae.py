@@ -76,9 +76,10 @@ Departures from the paper (and from the authors' code), and why:
   with either loss at 5 + 2, 10 of 10 at the test's 30 + 10 since:
   benchmarks/results/aed_mae_e2e_seeds.md). On Ped2 it beat "masked" on all three paired seeds,
   by 0.014 micro AUC on average with the paper's weights, and it lowered the mixed-pastes
-  recipe's (benchmarks/results/aed_mae_ped2_all_token_loss.md and aed_mae_ped2_seed2.md; README,
-  "Losses over every token"). A fourth paired seed, with the end-to-end test passing, was to
-  decide (aed_mae_ped2_seed3.md): all-token scored 0.790 against 0.795, so "masked" stays. Over
+  recipe's (benchmarks/results/aed_mae_ped2_all_token_loss.md and aed_mae_ped2_seed2.md;
+  docs/aed_mae_ped2_experiments.md, "Losses over every token"). A fourth paired seed, with the
+  end-to-end test passing, was to decide (aed_mae_ped2_seed3.md): all-token scored 0.790 against
+  0.795, so "masked" stays. Over
   five paired seeds (seed 4: aed_mae_ped2_seed4.md) all-token wins 4 of 5 with the paper's
   weights (+0.010 on average) and 5 of 5 with weights chosen on the synthetic validation (+0.022).
   ``loss_tokens="map-all"`` (an option, not in the paper or the authors' code) keeps the RGB
@@ -90,7 +91,8 @@ Departures from the paper (and from the authors' code), and why:
   reconstruction is an MAE and works best on what it does not. Why not the default: on Ped2 the
   map read where seen raised the teacher term of both seeds, but their classifiers fell and the
   combined AUC with the paper's weights was 0.847 and 0.781 against the masked runs' 0.853 and
-  0.844 (benchmarks/results/aed_mae_ped2_visible_map.md; README, "Map read where seen").
+  0.844 (benchmarks/results/aed_mae_ped2_visible_map.md;
+  docs/aed_mae_ped2_experiments.md, "Map read where seen").
 * ``teacher_channels="map"`` (a scoring option, not in the paper): the teacher term from the
   anomaly-map channel alone instead of the mean of the RGB and map errors (Sec. 3.4). Why: split
   into its channels on four Ped2 models, the RGB error's frame maximum lay on the anomaly in only
@@ -100,8 +102,8 @@ Departures from the paper (and from the authors' code), and why:
   models' test scores, for models trained with ``loss_tokens="all"`` (under "masked" the map is
   never trained where a token is seen), and on a fresh seed, with a rule written first, it did
   not hold: the all-token seed-4 model scored 0.835 with it (unmasked, paper's weights) against
-  0.836 with the default scoring (benchmarks/results/aed_mae_ped2_seed4.md; README, "The
-  teacher's channels").
+  0.836 with the default scoring (benchmarks/results/aed_mae_ped2_seed4.md;
+  docs/aed_mae_ped2_experiments.md, "The teacher's channels").
 * Loss weights: the paper trains one MSE over the 4 output channels; we split it into the RGB
   term and the map term with the same relative weight (1/3 = one channel against three). The
   classifier's BCE weight (0.1) is our choice (1.0 was tried with walker-sized pastes, see below).
