@@ -328,8 +328,8 @@ def all_token_loss_config(cfg: AedMaeConfig) -> AedMaeConfig:
 
 
 def mixed_pastes_pasted_stopping_all_token_loss_config(cfg: AedMaeConfig) -> AedMaeConfig:
-    """:func:`mixed_pastes_pasted_stopping_config` (the recommended recipe) with the losses over every
-    token as in :func:`all_token_loss_config`."""
+    """:func:`mixed_pastes_pasted_stopping_config` (the recipe the README recommended until
+    aed_mae_ped2_mixed_seeds.md) with the losses over every token as in :func:`all_token_loss_config`."""
     return replace(mixed_pastes_pasted_stopping_config(cfg), loss_tokens="all")
 
 
@@ -407,7 +407,7 @@ def all_token_loss_seed4_config(cfg: AedMaeConfig) -> AedMaeConfig:
 
 
 def mixed_pastes_pasted_stopping_seed1_config(cfg: AedMaeConfig) -> AedMaeConfig:
-    """:func:`mixed_pastes_pasted_stopping_config` with seed 1. Why: the README recommends that recipe on
+    """:func:`mixed_pastes_pasted_stopping_config` with seed 1. Why: the README recommended that recipe on
     the strength of one run (seed 0: 0.868 against the main run's 0.853 micro AUC with the paper's
     weights), a difference the seed study shows one draw can make; seed 1 pairs it with the masked
     seed-1 run (main file's main_seed1)."""
