@@ -55,7 +55,13 @@ Writes ``benchmarks/results/aed_mae_ped2.json`` and ``.md`` (``--quick`` writes 
 
 ``--experiment NAME`` trains and measures only the runs of one experiment (``EXPERIMENTS``: each
 asks one question) like the runs above, each also scored with the other inference maskings, and
-writes ``aed_mae_ped2_NAME.json`` and ``.md``, leaving the main file as it is.
+writes ``aed_mae_ped2_NAME.json`` and ``.md``, leaving the main file as it is. ``--run RUN`` with it
+trains and measures one of its runs only and writes no file, so that two runs can train side by
+side on a 2-core machine (one process each, ``--threads 1``); ``--resume --experiment NAME`` then
+writes the file from their run folders:
+
+    python benchmarks/aed_mae_ped2.py --resume --experiment longer_teacher --run main_seed2_100_epochs --threads 1 &
+    python benchmarks/aed_mae_ped2.py --resume --experiment longer_teacher --run main_seed3_100_epochs --threads 1
 """
 
 from __future__ import annotations
@@ -1129,7 +1135,15 @@ def main() -> None:
     parser.add_argument("--experiment", choices=sorted(EXPERIMENTS),
                         help="train and measure only this experiment's runs (EXPERIMENTS) and write "
                              "aed_mae_ped2_EXPERIMENT.json/.md instead of the main file")
+    parser.add_argument("--run", help="with --experiment: train and measure only this one of its runs and write no "
+                                      "results file (to train an experiment's runs side by side, one process "
+                                      "each with --threads 1; then --resume --experiment NAME writes the file)")
     args = parser.parse_args()
+    if args.run and not args.experiment:
+        parser.error("--run needs --experiment (the experiment the run belongs to)")
+    if args.run and args.run not in EXPERIMENTS[args.experiment]["runs"]:
+        parser.error(f"--run: {args.run!r} is not a run of experiment {args.experiment!r} "
+                     f"(its runs: {', '.join(EXPERIMENTS[args.experiment]['runs'])})")
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -1149,11 +1163,16 @@ def main() -> None:
     if args.experiment:
         runs = {}
         for name, configure in EXPERIMENTS[args.experiment]["runs"].items():
+            if args.run and name != args.run:
+                continue
             if name in EXPERIMENTS[args.experiment].get("teachers", {}):
                 copy_teacher(name, EXPERIMENTS[args.experiment]["teachers"][name], work,
                              continued=EXPERIMENTS[args.experiment].get("continued_teachers", False))
             runs[name] = input_run(name, configure(cfg), train_refs, test_refs, bank, labels, work, args.resume,
                                    with_other_pixel_norm=False, with_masking_variants=True)
+        if args.run:
+            print(f"run {args.run} trained and measured; --resume --experiment {args.experiment} writes the file")
+            return
         result = {"benchmark": "UCSD Ped2", "method": "aed-mae", "experiment": args.experiment,
                   "question": EXPERIMENTS[args.experiment]["question"], "quick": args.quick,
                   "teachers": EXPERIMENTS[args.experiment].get("teachers", {}),
