@@ -79,9 +79,9 @@ Departures from the paper (and from the authors' code), and why:
   recipe's (benchmarks/results/aed_mae_ped2_all_token_loss.md and aed_mae_ped2_seed2.md;
   docs/aed_mae_ped2_experiments.md, "Losses over every token"). A fourth paired seed, with the
   end-to-end test passing, was to decide (aed_mae_ped2_seed3.md): all-token scored 0.790 against
-  0.795, so "masked" stays. Over
-  five paired seeds (seed 4: aed_mae_ped2_seed4.md) all-token wins 4 of 5 with the paper's
-  weights (+0.010 on average) and 5 of 5 with weights chosen on the synthetic validation (+0.022).
+  0.795, so "masked" stays. Over five paired seeds (seed 4: aed_mae_ped2_seed4.md) all-token wins
+  4 of 5 with the paper's weights (+0.010 on average) and 5 of 5 with weights chosen on the
+  synthetic validation (+0.022).
   ``loss_tokens="map-all"`` (an option, not in the paper or the authors' code) keeps the RGB
   reconstruction loss on the masked tokens and trains the anomaly map on every token; with
   ``visible_map=True`` the complementary-mask scoring then reads each pixel's map channel from the
