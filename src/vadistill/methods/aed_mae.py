@@ -169,7 +169,12 @@ Departures from the paper (and from the authors' code), and why:
   normal validation frames; ``score_norm="video-minmax"`` reproduces the per-video min-max
   variant and is documented as transductive.
 * Model selection / early stopping on the validation loss of held-out normal training frames
-  (the last ``val_fraction`` of every training video), never on test labels. By default the
+  (the last ``val_fraction`` of every training video), never on test labels. The authors'
+  training script (``do_training`` in the public copies of their code) instead scores the test
+  set after every epoch and keeps the teacher, and from epoch ``start_TS_epoch`` on the student,
+  of the epoch with the best test micro AUC; its inference loads those two checkpoints. A number
+  made that way is the best of up to 200 test evaluations; ours come from one model fixed before
+  the test (docs/aed_mae_ped2_experiments.md, "The authors' model selection"). By default the
   teacher stage watches the reconstruction loss of the clean clips. ``early_stopping="pasted-loss"``
   (not in the paper) watches its whole loss on those clips with training-like pastes (a fixed
   draw), as the student stage then does too. Why offered: the reconstruction loss alone can stop a
