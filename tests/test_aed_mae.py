@@ -534,6 +534,22 @@ def test_pasted_loss_early_stopping_watches_the_whole_teacher_loss_on_pasted_val
         AedMaeConfig(early_stopping="test-auc")
 
 
+def test_keep_teacher_epochs_saves_each_epochs_weights_that_score_after_recalibration(tmp_path):
+    train = [render_scene(40, H, W, seed=s).frames for s in (0, 10)]
+    cfg = AedMaeConfig(**{**TINY, "input_size": (H, W)}, teacher_epochs=3, student_epochs=1, max_steps_per_epoch=2,
+                       batch_size=8, map_filter=(3, 3, 3), patience=5)
+    method = AedMae(cfg).fit(train, run_dir=tmp_path, progress=False, keep_teacher_epochs=True)
+    snapshots = sorted((tmp_path / "teacher_epochs").glob("*.ckpt"))
+    assert [s.name for s in snapshots] == ["001.ckpt", "002.ckpt", "003.ckpt"]
+    first = load_checkpoint(snapshots[0])["net"]
+    assert not torch.equal(first["teacher_head.weight"], load_checkpoint(snapshots[2])["net"]["teacher_head.weight"])
+    video = render_scene(20, H, W, seed=500).frames
+    before = method.anomaly_scores(video)
+    method.net_.load_state_dict(first)  # the first epoch's network, recalibrated for its own statistics
+    rescored = method.with_scoring(train).anomaly_scores(video)
+    assert np.isfinite(rescored).all() and not np.allclose(rescored, before)
+
+
 def test_student_pastes_false_distils_from_the_same_teacher_on_clean_clips(tmp_path):
     """student_pastes=False: stage 2 never sees a pasted object. Started from another run's finished
     teacher checkpoint (as the benchmark's clean_student experiment does), only the student trains."""

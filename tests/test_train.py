@@ -64,6 +64,22 @@ def test_trains_logs_and_checkpoints(tmp_path):
     assert stage_checkpoint_path(tmp_path, "fit").exists()
 
 
+def test_on_epoch_end_sees_each_epochs_own_weights(tmp_path):
+    problem = Regression(lr=1.5)  # validation gets worse after a while, so the best epoch is not the last
+    seen = {}
+
+    def keep(epoch):
+        seen[epoch] = (problem.net.weight.item(), problem.validate())
+
+    result = run_stage("fit", train_step=problem.train_step, make_batches=problem.make_batches,
+                       validate=problem.validate, get_state=problem.get_state, set_state=problem.set_state,
+                       num_epochs=8, patience=None, run_dir=tmp_path, progress=False, on_epoch_end=keep)
+    assert sorted(seen) == list(range(8))
+    history_vals = [record["val"] for record in result.history]
+    assert [val for _, val in (seen[e] for e in range(8))] == pytest.approx(history_vals)
+    assert result.best_epoch != 7 and seen[7][1] != pytest.approx(result.best_val)
+
+
 def test_early_stopping_restores_best_epoch(tmp_path):
     problem = Regression(lr=1.5)  # too large: validation gets worse after a while
     result = problem.run(tmp_path, num_epochs=30, patience=2)

@@ -173,6 +173,7 @@ def run_stage(
     progress: bool = True,
     min_delta: float = 0.0,
     on_epoch_start: Callable[[int], None] | None = None,
+    on_epoch_end: Callable[[int], None] | None = None,
 ) -> StageResult:
     """Train one stage with validation, early stopping, checkpoints and resume.
 
@@ -192,6 +193,8 @@ def run_stage(
         progress: show tqdm bars.
         min_delta: an epoch improves only if its value is below best - min_delta.
         on_epoch_start: called with the epoch number before its batches (e.g. set train mode).
+        on_epoch_end: called (main process only) with the epoch number once the epoch is trained,
+            validated and checkpointed, while the model still holds that epoch's weights.
 
     Returns:
         A StageResult; the best epoch's state has been loaded through `set_state`.
@@ -289,6 +292,8 @@ def run_stage(
             checkpoint(epoch, finished, stopped_early, None)
             with open(history_path, "a") as log:
                 log.write(json.dumps(record) + "\n")
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
         if progress:
             tqdm.write(f"[{stage}] epoch {epoch + 1}/{num_epochs}  train " +
                        " ".join(f"{k}={v / steps:.4g}" for k, v in sums.items()) +

@@ -777,11 +777,14 @@ class AedMae(VadMethod):
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, train_videos: Sequence[VideoLike], *, run_dir: str | os.PathLike, resume: bool = False,
-            progress: bool = True) -> "AedMae":
+            progress: bool = True, keep_teacher_epochs: bool = False) -> "AedMae":
         """Two-stage training on normal videos (teacher, then student), then score calibration.
 
         Writes into `run_dir`: config.json, history.jsonl, stage_teacher.ckpt, stage_student.ckpt
-        and the final model.ckpt (what `load` reads).
+        and the final model.ckpt (what `load` reads). ``keep_teacher_epochs``: also save the
+        network's weights after every teacher epoch as ``teacher_epochs/NNN.ckpt`` (NNN the 1-based
+        epoch; about 12 MB each at the paper's sizes), to study how a score moves over training:
+        load one into a fitted model's ``net_`` and recalibrate it with :meth:`with_scoring`.
         """
         cfg = self.config
         if not train_videos:
@@ -841,13 +844,17 @@ class AedMae(VadMethod):
                 opt.load_state_dict(saved["optimizer"])
             return apply
 
+        def keep_epoch(epoch: int) -> None:
+            save_checkpoint(Path(run_dir) / "teacher_epochs" / f"{epoch + 1:03d}.ckpt", {"net": net.state_dict()})
+
         history = []
         result = run_stage("teacher", train_step=teacher_step,
                            make_batches=lambda e: self._batches(train_set, bank, epoch=e, stage=1, shuffle=True,
                                                                 placements=placements),
                            validate=teacher_val, get_state=state(optimizer), set_state=load_state(optimizer),
                            num_epochs=cfg.teacher_epochs, patience=cfg.patience, run_dir=run_dir, resume=resume,
-                           progress=progress, on_epoch_start=lambda e: torch.manual_seed(cfg.seed * 1000 + e))
+                           progress=progress, on_epoch_start=lambda e: torch.manual_seed(cfg.seed * 1000 + e),
+                           on_epoch_end=keep_epoch if keep_teacher_epochs else None)
         history += result.history
 
         # stage 2: the student decoder learns to reproduce the frozen teacher (self-distillation)
