@@ -15,8 +15,8 @@ before any number: the test micro AUC of the teacher and classifier terms at the
 (0.4, 0.3; the student term is left out, since the authors' student trains only from epoch 100)
 for the epoch our validation keeps, the maximum over epochs (the authors' choice) and its epoch,
 and the spread over epochs; each term alone beside. Test labels only report here; nothing is
-chosen. Each epoch's numbers are cached in ``<run>/epoch_selection/NNN.json``, so an interrupted
-run resumes. Writes benchmarks/results/aed_mae_epoch_selection.json and .md (machine, command,
+chosen. Each epoch's numbers are cached in ``<run>/epoch_selection_NNN.json`` (with the model's
+stamp, as the other measurements of aed_mae_ped2.py), so an interrupted run resumes. Writes benchmarks/results/aed_mae_epoch_selection.json and .md (machine, command,
 git revision).
 """
 
@@ -33,6 +33,7 @@ import torch
 import aed_mae_ped2 as ped2
 from vadistill import metrics
 from vadistill.checkpoint import load_checkpoint
+from vadistill.errors import InputError
 from vadistill.methods.aed_mae import AedMae
 from vadistill.provenance import command_line, describe_machine, git_revision, machine_info
 
@@ -119,25 +120,24 @@ def main(argv: list[str] | None = None) -> int:
     dataset = ped2.load_ped2(ped2.ensure_ped2(args.work), gt=ped2.PED2_GT)
     train_refs, test_refs = (dataset.train[:3], dataset.test[:3]) if args.quick else (dataset.train, dataset.test)
     labels = {ref.name: np.asarray(ref.labels) for ref in test_refs}
-    method = AedMae.load(run_dir / "model.ckpt")
-    trained = {k: v.clone() for k, v in method.net_.state_dict().items()}
-    kept = int(load_checkpoint(run_dir / "stage_teacher.ckpt")["best_epoch"]) + 1  # 1-based, as the files
-    kept_path = run_dir / "teacher_epochs" / f"{kept:03d}.ckpt"
-    matches = kept_path.is_file() and teacher_parts_equal(load_checkpoint(kept_path)["net"], trained)
-    cache = run_dir / "epoch_selection"
-    cache.mkdir(exist_ok=True)
-    epochs: dict[int, dict] = {}
-    for snapshot in snapshots:
-        epoch, cached = int(snapshot.stem), cache / f"{snapshot.stem}.json"
-        if cached.is_file():
-            epochs[epoch] = json.loads(cached.read_text())
-        else:
-            epochs[epoch] = epoch_aucs(method, snapshot, train_refs, test_refs, labels)
-            cached.write_text(json.dumps(epochs[epoch]))
-        print(f"[epoch {epoch}/{len(snapshots)}] " + " ".join(
-            f"{n}={r['micro_auc']:.4f}" for n, r in epochs[epoch].items()), flush=True)
-    if kept not in epochs:
-        parser.error(f"{kept_path}: the epoch validation kept has no saved weights")
+    try:
+        method = AedMae.load(run_dir / "model.ckpt")
+        kept = int(load_checkpoint(run_dir / "stage_teacher.ckpt")["best_epoch"]) + 1  # 1-based, as the files
+        kept_path = run_dir / "teacher_epochs" / f"{kept:03d}.ckpt"
+        if not kept_path.is_file():
+            parser.error(f"{kept_path}: the epoch validation kept has no saved weights")
+        # checked before any snapshot is loaded into the network
+        matches = teacher_parts_equal(load_checkpoint(kept_path)["net"], method.net_.state_dict())
+        epochs: dict[int, dict] = {}
+        for snapshot in snapshots:
+            # cached in the run folder with the model's stamp (aed_mae_ped2.cached_json): a retrained run is rescored
+            epochs[int(snapshot.stem)] = ped2.cached_json(
+                run_dir / f"epoch_selection_{snapshot.stem}.json", True,
+                lambda snapshot=snapshot: epoch_aucs(method, snapshot, train_refs, test_refs, labels))
+            print(f"[epoch {int(snapshot.stem)}/{len(snapshots)}] " + " ".join(
+                f"{n}={r['micro_auc']:.4f}" for n, r in epochs[int(snapshot.stem)].items()), flush=True)
+    except InputError as error:  # a missing, truncated or corrupt checkpoint: one line, exit 2
+        parser.exit(2, f"aed_mae_epoch_selection.py: error: {error}\n")
     result = {"command": command_line(), "machine": machine_info(), "threads": args.threads, "run": args.run,
               "kept_epoch": kept, "kept_snapshot_matches_model": bool(matches), "epochs_scored": len(epochs),
               "scorings": {n: list(w) for n, w in SCORINGS.items()}, "summary": summary(epochs, kept),
