@@ -44,7 +44,13 @@ SCORINGS = {"combined": (0.4, 0.0, 0.3), "teacher": (1.0, 0.0, 0.0), "classifier
 
 def epoch_aucs(method: AedMae, snapshot: Path, train_refs, test_refs, labels: dict) -> dict:
     """Test AUCs of the network saved in ``snapshot``, recalibrated on normal validation."""
-    method.net_.load_state_dict(load_checkpoint(snapshot)["net"])
+    return network_aucs(method, load_checkpoint(snapshot)["net"], train_refs, test_refs, labels)
+
+
+def network_aucs(method: AedMae, state: dict, train_refs, test_refs, labels: dict) -> dict:
+    """Test AUCs (each of SCORINGS) of ``method`` with the network weights ``state``, recalibrated on
+    normal validation. Loads ``state`` into ``method.net_``."""
+    method.net_.load_state_dict(state)
     scored = method.with_scoring(train_refs)  # shares the network just loaded
     terms = {ref.name: scored.score_terms(ref) for ref in test_refs}
     report = {}
