@@ -550,6 +550,25 @@ def test_keep_teacher_epochs_saves_each_epochs_weights_that_score_after_recalibr
     assert np.isfinite(rescored).all() and not np.allclose(rescored, before)
 
 
+def test_teacher_average_epochs_makes_the_teacher_the_mean_of_the_last_epochs(tmp_path):
+    train = [render_scene(40, H, W, seed=s).frames for s in (0, 10)]
+    cfg = AedMaeConfig(**{**TINY, "input_size": (H, W)}, teacher_epochs=3, student_epochs=1, max_steps_per_epoch=2,
+                       batch_size=8, map_filter=(3, 3, 3), patience=5, teacher_average_epochs=2)
+    kept = AedMae(cfg).fit(train, run_dir=tmp_path / "kept", progress=False, keep_teacher_epochs=True)
+    epochs = [load_checkpoint(tmp_path / "kept" / "teacher_epochs" / f"{e:03d}.ckpt")["net"] for e in (2, 3)]
+    assert not torch.equal(epochs[0]["teacher_head.weight"], epochs[1]["teacher_head.weight"])
+    for name, value in kept.net_.state_dict().items():
+        if not name.startswith("student"):  # stage 2 trains the student only
+            expected = (epochs[0][name] + epochs[1][name]) / 2 if value.is_floating_point() else epochs[1][name]
+            torch.testing.assert_close(value, expected)
+    # without keep_teacher_epochs only the epochs the average needs stay on disk; the same teacher
+    lean = AedMae(cfg).fit(train, run_dir=tmp_path / "lean", progress=False)
+    assert sorted(p.name for p in (tmp_path / "lean" / "teacher_epochs").glob("*.ckpt")) == ["002.ckpt", "003.ckpt"]
+    assert all(torch.equal(a, b) for a, b in zip(kept.net_.teacher_parameters(), lean.net_.teacher_parameters()))
+    resumed = AedMae(cfg).fit(train, run_dir=tmp_path / "lean", resume=True, progress=False)  # finished: re-averaged
+    assert all(torch.equal(a, b) for a, b in zip(lean.net_.teacher_parameters(), resumed.net_.teacher_parameters()))
+
+
 def test_student_pastes_false_distils_from_the_same_teacher_on_clean_clips(tmp_path):
     """student_pastes=False: stage 2 never sees a pasted object. Started from another run's finished
     teacher checkpoint (as the benchmark's clean_student experiment does), only the student trains."""
