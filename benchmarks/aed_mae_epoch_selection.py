@@ -16,14 +16,13 @@ before any number: the test micro AUC of the teacher and classifier terms at the
 for the epoch our validation keeps, the maximum over epochs (the authors' choice) and its epoch,
 and the spread over epochs; each term alone beside. Test labels only report here; nothing is
 chosen. Each epoch's numbers are cached in ``<run>/epoch_selection_NNN.json`` (with the model's
-stamp, as the other measurements of aed_mae_ped2.py), so an interrupted run resumes. Writes benchmarks/results/aed_mae_epoch_selection.json and .md (machine, command,
-git revision).
+stamp, as the other measurements of aed_mae_ped2.py), so an interrupted run resumes. Writes
+benchmarks/results/aed_mae_epoch_selection.json and .md (machine, command, git revision).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -107,25 +106,49 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_run_arguments(parser: argparse.ArgumentParser, default_run: str) -> None:
+    """The arguments every script that rescores a run's saved teacher epochs takes."""
     parser.add_argument("--work", type=Path, default=Path(__file__).resolve().parent / "work_long")
-    parser.add_argument("--run", default="main_seed5_all_epochs", help="run folder under <work>/full/runs")
+    parser.add_argument("--run", default=default_run, help="run folder under <work>/full/runs")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--quick", action="store_true",
-                        help="a run of aed_mae_ped2.py --quick (its first 3 training and test videos); writes *_quick.*")
-    args = parser.parse_args(argv)
+                        help="a run of aed_mae_ped2.py --quick (its first 3 training and test videos); "
+                             "writes *_quick.*")
+
+
+def run_snapshots(args: argparse.Namespace) -> tuple[Path, list[Path]]:
+    """The run folder and its saved teacher epochs (``teacher_epochs/NNN.ckpt``, in epoch order)."""
     run_dir = args.work / ("quick" if args.quick else "full") / "runs" / args.run
-    snapshots = sorted((run_dir / "teacher_epochs").glob("[0-9][0-9][0-9].ckpt"))
+    return run_dir, sorted((run_dir / "teacher_epochs").glob("[0-9][0-9][0-9].ckpt"))
+
+
+def ped2_refs(args: argparse.Namespace):
+    """(normal training refs, test refs, test labels by video) of Ped2, the first three of each with --quick."""
+    dataset = ped2.load_ped2(ped2.ensure_ped2(args.work), gt=ped2.PED2_GT)
+    train_refs, test_refs = (dataset.train[:3], dataset.test[:3]) if args.quick else (dataset.train, dataset.test)
+    return train_refs, test_refs, {ref.name: np.asarray(ref.labels) for ref in test_refs}
+
+
+def write_result(out: Path, stem: str, result: dict, markdown_of) -> None:
+    """Stamp ``result`` with the git revision (at the end: the revision the numbers were made with) and
+    write it as ``<stem>.json`` and ``<stem>.md`` (aed_mae_ped2.write_results)."""
+    result["git_revision"] = git_revision()
+    ped2.write_results(out, stem, result, lambda path, r: path.write_text(markdown_of(r)))
+    print(markdown_of(result))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_arguments(parser, "main_seed5_all_epochs")
+    args = parser.parse_args(argv)
+    run_dir, snapshots = run_snapshots(args)
     if not (run_dir / "model.ckpt").is_file() or not snapshots:
         parser.error(f"{run_dir}: expected a finished run (model.ckpt) with teacher_epochs/NNN.ckpt; train it with "
                      "benchmarks/aed_mae_ped2.py --resume --experiment epoch_selection")
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    dataset = ped2.load_ped2(ped2.ensure_ped2(args.work), gt=ped2.PED2_GT)
-    train_refs, test_refs = (dataset.train[:3], dataset.test[:3]) if args.quick else (dataset.train, dataset.test)
-    labels = {ref.name: np.asarray(ref.labels) for ref in test_refs}
+    train_refs, test_refs, labels = ped2_refs(args)
     try:
         method = AedMae.load(run_dir / "model.ckpt")
         kept = int(load_checkpoint(run_dir / "stage_teacher.ckpt")["best_epoch"]) + 1  # 1-based, as the files
@@ -148,12 +171,7 @@ def main(argv: list[str] | None = None) -> int:
               "kept_epoch": kept, "kept_snapshot_matches_model": bool(matches), "epochs_scored": len(epochs),
               "scorings": {n: list(w) for n, w in SCORINGS.items()}, "summary": summary(epochs, kept),
               "epochs": {str(e): r for e, r in sorted(epochs.items())}, "seconds": time.perf_counter() - started}
-    result["git_revision"] = git_revision()  # at the end: the revision the numbers were made with
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "aed_mae_epoch_selection" + ("_quick" if args.quick else "")
-    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    (args.out / f"{stem}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_result(args.out, "aed_mae_epoch_selection" + ("_quick" if args.quick else ""), result, markdown)
     return 0
 
 

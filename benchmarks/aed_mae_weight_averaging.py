@@ -23,11 +23,8 @@ another run (``--run``), aed_mae_weight_averaging_<run>.json/.md, under that run
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
-import numpy as np
 import torch
 
 import aed_mae_epoch_selection as selection
@@ -35,7 +32,7 @@ import aed_mae_ped2 as ped2
 from vadistill.checkpoint import load_checkpoint
 from vadistill.errors import InputError
 from vadistill.methods.aed_mae import AedMae, average_weights
-from vadistill.provenance import command_line, describe_machine, git_revision, machine_info
+from vadistill.provenance import command_line, describe_machine, machine_info
 
 
 def markdown(r: dict) -> str:
@@ -73,24 +70,16 @@ OTHER_RUN_RULE = ("the experiment that trained this run states its own rule (ben
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, default=Path(__file__).resolve().parent / "work_long")
-    parser.add_argument("--run", default=DEFAULT_RUN, help="run folder under <work>/full/runs")
+    selection.add_run_arguments(parser, DEFAULT_RUN)
     parser.add_argument("--last", type=int, default=10, help="how many of the last teacher epochs to average")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=selection.RESULTS)
-    parser.add_argument("--quick", action="store_true",
-                        help="a run of aed_mae_ped2.py --quick (its first 3 training and test videos); writes *_quick.*")
     args = parser.parse_args(argv)
-    run_dir = args.work / ("quick" if args.quick else "full") / "runs" / args.run
-    snapshots = sorted((run_dir / "teacher_epochs").glob("[0-9][0-9][0-9].ckpt"))
+    run_dir, snapshots = selection.run_snapshots(args)
     if not (run_dir / "model.ckpt").is_file() or len(snapshots) < 2 or args.last < 2:
         parser.error(f"{run_dir}: expected a finished run (model.ckpt) with at least two teacher_epochs/NNN.ckpt "
                      "(aed_mae_ped2.py --experiment epoch_selection) and --last >= 2")
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    dataset = ped2.load_ped2(ped2.ensure_ped2(args.work), gt=ped2.PED2_GT)
-    train_refs, test_refs = (dataset.train[:3], dataset.test[:3]) if args.quick else (dataset.train, dataset.test)
-    labels = {ref.name: np.asarray(ref.labels) for ref in test_refs}
+    train_refs, test_refs, labels = selection.ped2_refs(args)
     averaged = snapshots[-args.last:]
     try:
         method = AedMae.load(run_dir / "model.ckpt")
@@ -105,15 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:  # a missing, truncated or corrupt checkpoint: one line, exit 2
         parser.exit(2, f"aed_mae_weight_averaging.py: error: {error}\n")
     result = {"command": command_line(), "machine": machine_info(), "threads": args.threads, "run": args.run,
-              "rule": RULE if args.run == DEFAULT_RUN else OTHER_RUN_RULE, "averaged_epochs": [int(p.stem) for p in averaged], "kept_epoch": kept,
+              "rule": RULE if args.run == DEFAULT_RUN else OTHER_RUN_RULE,
+              "averaged_epochs": [int(p.stem) for p in averaged], "kept_epoch": kept,
               "scorings": {n: list(w) for n, w in selection.SCORINGS.items()},
               "averaged": averaged_aucs, "kept": kept_aucs, "seconds": time.perf_counter() - started}
-    result["git_revision"] = git_revision()  # at the end: the revision the numbers were made with
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "aed_mae_weight_averaging" + ("" if args.run == DEFAULT_RUN else f"_{args.run}") + ("_quick" if args.quick else "")
-    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1))
-    (args.out / f"{stem}.md").write_text(markdown(result))
-    print(markdown(result))
+    stem = ("aed_mae_weight_averaging" + ("" if args.run == DEFAULT_RUN else f"_{args.run}")
+            + ("_quick" if args.quick else ""))
+    selection.write_result(args.out, stem, result, markdown)
     return 0
 
 
