@@ -465,8 +465,9 @@ def patch8_config(cfg: AedMaeConfig) -> AedMaeConfig:
     Why: the authors' code builds its model with patch 16 for Avenue only and with patch 8 for every
     other dataset (its ShanghaiTech configuration: 160x320 at patch 8); the paper's "about 3 M
     parameters at patch 16 on 320x640" is the Avenue model. Ped2's anomalies (cyclists, skaters, a
-    cart) are one or two 16-pixel tokens wide at 160x240. One training step costs about 3.8x the
-    main run's on this CPU, so the run takes several sessions (resumable with --resume)."""
+    cart) are one or two 16-pixel tokens wide at 160x240. Four times the tokens make each training
+    step several times costlier, so the run spans several sessions (resumable with --resume); its
+    results file gives the training time."""
     return replace(cfg, patch_size=8)
 
 
