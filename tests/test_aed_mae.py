@@ -13,8 +13,8 @@ from vadistill.data.synthetic import render_scene
 from vadistill.errors import InputError
 from vadistill.methods import METHODS
 from vadistill.data.clips import ClipDataset
-from vadistill.methods.aed_mae import (AedMae, AedMaeConfig, AedMaeNet, AedMaeScorer, clips_to_input, complementary_keeps,
-                                       count_parameters, simplex_grid, token_mean)
+from vadistill.methods.aed_mae import (AedMae, AedMaeConfig, AedMaeNet, AedMaeScorer, adamw, clips_to_input,
+                                       complementary_keeps, count_parameters, simplex_grid, token_mean)
 from vadistill.methods.base import NotFittedError
 
 @pytest.fixture(autouse=True, scope="module")
@@ -53,6 +53,34 @@ def test_config_from_dict_round_trip_and_unknown_keys():
         AedMaeConfig.from_dict({"paste": {"prob": 0.5}})
     with pytest.raises(ValueError, match="multiple of patch_size"):
         AedMaeConfig(input_size=(100, 100))
+
+
+def test_authors_optimizer_spares_biases_and_norms_from_weight_decay():
+    net = AedMaeNet(AedMaeConfig(**TINY))
+    params = net.teacher_parameters()
+    default = adamw(params, AedMaeConfig(**TINY))  # PyTorch's AdamW: one group, everything decayed
+    assert [len(g["params"]) for g in default.param_groups] == [len(params)]
+    assert default.param_groups[0]["betas"] == (0.9, 0.999) and default.param_groups[0]["weight_decay"] == 0.05
+
+    authors = adamw(params, AedMaeConfig(**TINY, adam_beta2=0.95, decay_all_parameters=False))
+    decayed, spared = authors.param_groups
+    assert (decayed["weight_decay"], spared["weight_decay"]) == (0.05, 0.0)
+    assert decayed["betas"] == spared["betas"] == (0.9, 0.95)
+    assert len(decayed["params"]) + len(spared["params"]) == len(params)
+    assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim <= 1 for p in spared["params"])
+    norms = (torch.nn.LayerNorm, torch.nn.BatchNorm2d)
+    norm_scales = {id(m.weight) for m in net.modules() if isinstance(m, norms)} & {id(p) for p in params}
+    assert norm_scales and norm_scales <= {id(p) for p in spared["params"]}
+
+    # With zero gradients only the decay moves weights: the decayed ones shrink, the spared norm scales stay
+    scale = next(p for p in spared["params"] if id(p) in norm_scales)
+    weight = decayed["params"][0]
+    scale_before, weight_before = scale.detach().clone(), weight.detach().clone()
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    authors.step()
+    assert torch.equal(scale.detach(), scale_before) and scale_before.abs().sum() > 0
+    assert torch.allclose(weight.detach(), weight_before * (1 - 1e-4 * 0.05))
 
 
 def test_seeded_masking_is_deterministic():
