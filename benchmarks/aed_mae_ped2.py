@@ -279,6 +279,9 @@ RUN_TITLES = {
     "main_seed6_averaged_teacher": ("main settings, seed 6, teacher averaged over its last 10 epochs ({size})",
                                     "the main run's settings with seed 6, all 50 teacher epochs run and the teacher "
                                     "the mean of the last ten epochs' weights (teacher_average_epochs=10)"),
+    "authors_optimizer": ("the authors' AdamW settings ({size})",
+                          "the main run's settings (seed 0) with AdamW betas (0.9, 0.95) and no weight decay on "
+                          "biases and normalisation scales, as the authors' code"),
     "patch8": ("8x8-pixel tokens ({size})",
                "the main run's settings (seed 0) with patch_size 8 instead of 16: 600 tokens instead of 150"),
     "main_seed5_all_epochs": ("main settings, seed 5, all 50 teacher epochs kept ({size})",
@@ -469,6 +472,16 @@ def patch8_config(cfg: AedMaeConfig) -> AedMaeConfig:
     step several times costlier, so the run spans several sessions (resumable with --resume); its
     results file gives the training time."""
     return replace(cfg, patch_size=8)
+
+
+def authors_optimizer_config(cfg: AedMaeConfig) -> AedMaeConfig:
+    """The main configuration with the authors' AdamW settings: betas (0.9, 0.95) instead of PyTorch's
+    (0.9, 0.999), and no weight decay on biases and normalisation scales (``adam_beta2=0.95``,
+    ``decay_all_parameters=False``). Why: their code builds its optimizer this way (as MAE does);
+    ours used PyTorch's defaults for every run so far. A lower beta2 makes the step size follow
+    recent gradient magnitudes more closely; sparing the norm scales keeps weight decay from
+    shrinking the normalisation layers."""
+    return replace(cfg, adam_beta2=0.95, decay_all_parameters=False)
 
 
 def averaged_teacher_config(cfg: AedMaeConfig, seed: int) -> AedMaeConfig:
@@ -669,6 +682,17 @@ EXPERIMENTS = {
                     "teacher epoch's weights are kept for aed_mae_epoch_selection.py.",
         "runs": {"patch8": patch8_config},
         "keep_teacher_epochs": True,
+    },
+    "authors_optimizer": {
+        "question": "Do the authors' AdamW settings make a better detector than PyTorch's defaults, which every run so "
+                    "far used? Their code (as MAE) uses betas (0.9, 0.95) and no weight decay on biases and "
+                    "normalisation layers; ours (0.9, 0.999) and decay on every parameter. Seed 0, the main settings "
+                    "otherwise (compare with the main file's main run: 0.853 / 0.837). Rule written before any test "
+                    "number: the authors' settings become the candidate default, and two more seeds follow, only if "
+                    "with the paper's weights this run reaches at least 0.874 micro AUC, the best of the five default "
+                    "seeds (0.795-0.874, mean 0.838); otherwise PyTorch's defaults stay. The weights chosen on "
+                    "synthetic validation, the single terms and the localisation are reported beside.",
+        "runs": {"authors_optimizer": authors_optimizer_config},
     },
     "averaged_teacher": {
         "question": "Does a teacher averaged over its last ten epochs' weights beat the epoch normal validation keeps, "
