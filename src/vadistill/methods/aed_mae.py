@@ -631,8 +631,10 @@ def adamw(params: Sequence[nn.Parameter], cfg: AedMaeConfig) -> torch.optim.Adam
     layer-norm scales) are not decayed, the rule of MAE and of the authors' code: shrinking a
     normalisation scale or a bias towards zero is not the regularisation weight decay is meant for.
     """
-    spared = [] if cfg.decay_all_parameters else [p for p in params if p.ndim <= 1]
-    decayed = [p for p in params if all(p is not q for q in spared)]
+    def spare(p: nn.Parameter) -> bool:
+        return not cfg.decay_all_parameters and p.ndim <= 1
+
+    decayed, spared = [p for p in params if not spare(p)], [p for p in params if spare(p)]
     groups = [{"params": decayed, "weight_decay": cfg.weight_decay}]
     if spared:
         groups.append({"params": spared, "weight_decay": 0.0})
