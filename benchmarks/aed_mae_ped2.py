@@ -899,11 +899,14 @@ def training_summary(method: AedMae, wall_time_s: float) -> dict:
     # (a constant output of 0.25 scores 0.56 when a quarter of the samples hold one)
     cls = [h["train"]["cls"] for h in history if h["stage"] == "teacher" and "cls" in h.get("train", {})]
     teacher = [h for h in history if h["stage"] == "teacher"]
+    averaged = method.config.teacher_average_epochs
     return {"wall_time_s": wall_time_s, "epoch_seconds_total": sum(h["seconds"] for h in history),
             "teacher_epochs_run": len(teacher),
             "student_epochs_run": sum(1 for h in history if h["stage"] == "student"),
-            # early stopping restores the best validation epoch: the model kept may predate the last one
-            "teacher_epoch_kept": teacher[-1]["best_epoch"] + 1 if teacher else None,
+            # early stopping restores the best validation epoch: the model kept may predate the last one;
+            # with weight averaging the teacher kept is no single epoch but the mean of the last K
+            "teacher_epoch_kept": (teacher[-1]["best_epoch"] + 1 if teacher and not averaged else None),
+            "teacher_averaged_epochs": averaged,
             "classifier_bce_per_teacher_epoch": cls}
 
 
@@ -1021,6 +1024,13 @@ def run_label(run: dict) -> str:
 
 def run_description(run: dict) -> str:
     return run.get("description") or f"same settings trained at input {run['input']}"
+
+
+def teacher_kept(run: dict) -> str:
+    """Which teacher a run kept: one epoch (early stopping's best), or the mean of its last K epochs."""
+    if run.get("teacher_averaged_epochs"):
+        return f"kept the mean of its last {run['teacher_averaged_epochs']} epochs' weights"
+    return f"kept epoch {run['teacher_epoch_kept']}"
 
 
 def bce_summary(run: dict) -> str:
@@ -1218,7 +1228,7 @@ def write_experiment_markdown(path: Path, r: dict) -> None:
                   "Maps are scored at the frame's native 240x360.",
               "", "## Training", "",
               *[f"- {run_label(run)}: {run['epoch_seconds_total'] / 60:.1f} min summed over its epochs (teacher "
-                f"{run['teacher_epochs_run']} epochs, kept epoch {run['teacher_epoch_kept']}; student "
+                f"{run['teacher_epochs_run']} epochs, {teacher_kept(run)}; student "
                 f"{run['student_epochs_run']} epochs); end-to-end scoring {run['scoring_fps']:.1f} frames/s; the "
                 f"teacher's map peaks in one token cell on {run['peak_concentration']['share']:.2f} of the normal "
                 f"validation frames{bce_summary(run)}" for run in runs],
