@@ -194,7 +194,8 @@ def scored_like(method: AedMae, cfg: AedMaeConfig, train_refs) -> AedMae:
     return scored_with(method, train_refs, **MASKING[masking_of(cfg)], pixel_norm=cfg.pixel_norm)
 
 
-# (label, accuracy-table description) of each run beside the main one; {size} = its input
+# (label, accuracy-table description) of each run beside the main one; {size} = its input,
+# {teacher_epochs} = its teacher schedule (the quick mode's is shorter)
 RUN_TITLES = {
     "finer_input": ("input {size}", "same settings trained at input {size}"),
     "paper_input": ("input {size}", "same settings trained at input {size}"),
@@ -277,15 +278,15 @@ RUN_TITLES = {
                               "the main run's settings with seed 3 and 100 teacher epochs without early stopping "
                               "(the best normal-validation epoch kept), continued from main_seed3's 50"),
     "main_seed6_averaged_teacher": ("main settings, seed 6, teacher averaged over its last 10 epochs ({size})",
-                                    "the main run's settings with seed 6, all 50 teacher epochs run and the teacher "
+                                    "the main run's settings with seed 6, all {teacher_epochs} teacher epochs run and the teacher "
                                     "the mean of the last ten epochs' weights (teacher_average_epochs=10)"),
     "authors_optimizer": ("the authors' AdamW settings ({size})",
                           "the main run's settings (seed 0) with AdamW betas (0.9, 0.95) and no weight decay on "
                           "biases and normalisation scales, as the authors' code"),
     "patch8": ("8x8-pixel tokens ({size})",
                "the main run's settings (seed 0) with patch_size 8 instead of 16: 600 tokens instead of 150"),
-    "main_seed5_all_epochs": ("main settings, seed 5, all 50 teacher epochs kept ({size})",
-                              "the main run's settings with seed 5, all 50 teacher epochs run without early "
+    "main_seed5_all_epochs": ("main settings, seed 5, all {teacher_epochs} teacher epochs kept ({size})",
+                              "the main run's settings with seed 5, all {teacher_epochs} teacher epochs run without early "
                               "stopping (the best normal-validation epoch kept) and each epoch's weights saved"),
 }
 
@@ -923,7 +924,7 @@ def input_run(name: str, cfg: AedMaeConfig, train_refs, test_refs, bank: ObjectB
     terms, fps = test_terms(name, method, test_refs, work, resume)
     run_dir = work / "runs" / name
     size = "x".join(map(str, cfg.input_size))
-    label, description = (title.format(size=size) for title in RUN_TITLES[name])
+    label, description = (title.format(size=size, teacher_epochs=cfg.teacher_epochs) for title in RUN_TITLES[name])
     # with scene-placed training pastes, "the training pastes' size" is the scene's: that kind repeats "scene"
     kinds = ("scene", "scene_anywhere") if cfg.training_paste_placement != "configured" else tuple(SELECTION_SETTINGS)
     entry = {"input": size, "label": label, "description": description, **aucs(method, terms, labels),
