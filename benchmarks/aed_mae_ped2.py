@@ -277,13 +277,13 @@ RUN_TITLES = {
     "main_seed3_100_epochs": ("main settings, seed 3, 100 teacher epochs ({size})",
                               "the main run's settings with seed 3 and 100 teacher epochs without early stopping "
                               "(the best normal-validation epoch kept), continued from main_seed3's 50"),
-    "main_seed6_averaged_teacher": ("main settings, seed 6, teacher averaged over its last 10 epochs ({size})",
+    "main_seed6_averaged_teacher": ("main settings, seed 6, teacher averaged over its last {averaged_epochs} epochs ({size})",
                                     "the main run's settings with seed 6, all {teacher_epochs} teacher epochs run and the teacher "
-                                    "the mean of the last ten epochs' weights (teacher_average_epochs=10)"),
-    "all_token_loss_averaged_teacher": ("losses over every token, teacher averaged over its last 10 epochs ({size})",
+                                    "the mean of the last {averaged_epochs} epochs' weights (teacher_average_epochs=10)"),
+    "all_token_loss_averaged_teacher": ("losses over every token, teacher averaged over its last {averaged_epochs} epochs ({size})",
                                         "the main run's settings (seed 0) with the losses over every token "
                                         "(loss_tokens='all'), all {teacher_epochs} teacher epochs run and the teacher "
-                                        "the mean of the last ten epochs' weights (teacher_average_epochs=10)"),
+                                        "the mean of the last {averaged_epochs} epochs' weights (teacher_average_epochs=10)"),
     "authors_optimizer": ("the authors' AdamW settings ({size})",
                           "the main run's settings (seed 0) with AdamW betas (0.9, 0.95) and no weight decay on "
                           "biases and normalisation scales, as the authors' code"),
@@ -937,7 +937,7 @@ def training_summary(method: AedMae, wall_time_s: float) -> dict:
             # early stopping restores the best validation epoch: the model kept may predate the last one;
             # with weight averaging the teacher kept is no single epoch but the mean of the last K
             "teacher_epoch_kept": (teacher[-1]["best_epoch"] + 1 if teacher and not averaged else None),
-            "teacher_averaged_epochs": averaged,
+            "teacher_averaged_epochs": min(averaged, len(teacher)) if averaged else 0,  # fewer when fewer ran
             "classifier_bce_per_teacher_epoch": cls}
 
 
@@ -954,7 +954,9 @@ def input_run(name: str, cfg: AedMaeConfig, train_refs, test_refs, bank: ObjectB
     terms, fps = test_terms(name, method, test_refs, work, resume)
     run_dir = work / "runs" / name
     size = "x".join(map(str, cfg.input_size))
-    label, description = (title.format(size=size, teacher_epochs=cfg.teacher_epochs) for title in RUN_TITLES[name])
+    averaged_epochs = min(cfg.teacher_average_epochs, cfg.teacher_epochs)  # quick mode runs fewer than 10
+    label, description = (title.format(size=size, teacher_epochs=cfg.teacher_epochs, averaged_epochs=averaged_epochs)
+                          for title in RUN_TITLES[name])
     # with scene-placed training pastes, "the training pastes' size" is the scene's: that kind repeats "scene"
     kinds = ("scene", "scene_anywhere") if cfg.training_paste_placement != "configured" else tuple(SELECTION_SETTINGS)
     entry = {"input": size, "label": label, "description": description, **aucs(method, terms, labels),
