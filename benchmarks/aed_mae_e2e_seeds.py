@@ -33,7 +33,7 @@ import torch
 
 from vadistill.argtypes import comma_list
 from vadistill.methods.aed_mae import TERMS, AedMae, AedMaeConfig, single_term_weights
-from vadistill.provenance import command_line, describe_machine, git_revision, machine_info
+from vadistill.provenance import command_line, git_revision, machine_info, provenance_header
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -76,8 +76,7 @@ def measure(tokens: str, teacher_epochs: int, student_epochs: int, seed: int, sc
 
 def markdown(result: dict) -> str:
     lines = ["# AED-MAE end-to-end test: the pasted-object probe over seeds", "",
-             f"- command: `{result['command']}`", f"- git revision: {result['git_revision']}",
-             f"- machine: {describe_machine(result['machine'])}",
+             *provenance_header(result),
              "- model and scenes: `E2E` and `pasted_probe` of tests/test_aed_mae.py (64x96, two 80-frame "
              "training scenes, one unseen 60-frame scene with an object pasted into frames 20-40); the test "
              f"itself trains seed 0 with {result['test_schedule']} teacher/student epochs and the default "

@@ -34,7 +34,7 @@ from vadistill import metrics
 from vadistill.checkpoint import load_checkpoint
 from vadistill.errors import InputError
 from vadistill.methods.aed_mae import AedMae
-from vadistill.provenance import command_line, describe_machine, git_revision, machine_info
+from vadistill.provenance import command_line, git_revision, machine_info, provenance_header
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # (teacher, student, classifier) weights of each reported score; "combined" is the question's.
@@ -80,8 +80,7 @@ def summary(epochs: dict[int, dict], kept: int) -> dict:
 def markdown(r: dict) -> str:
     s = r["summary"]
     lines = ["# AED-MAE on Ped2: the epoch chosen on validation against the epoch chosen on the test set", "",
-             f"- command: `{r['command']}`", f"- git revision: {r['git_revision']}",
-             f"- machine: {describe_machine(r['machine'])}",
+             *provenance_header(r),
              f"- run: `{r['run']}` ({r['epochs_scored']} teacher epochs scored; its config.json says how it was "
              f"trained); the epoch our normal validation keeps: {r['kept_epoch']}; its saved weights match the "
              f"trained model's teacher: {r['kept_snapshot_matches_model']}",

@@ -89,7 +89,7 @@ from vadistill.data.pseudo import HarvestConfig, ObjectBank, PasteConfig
 from vadistill.errors import InputError
 from vadistill.methods.aed_mae import (TERMS, AedMae, AedMaeConfig, AedMaeNet, AedMaeScorer, count_parameters,
                                        simplex_grid, single_term_weights)
-from vadistill.provenance import command_line, describe_machine, git_revision, machine_info
+from vadistill.provenance import command_line, git_revision, machine_info, provenance_header
 from vadistill.scoring import TemporalFilter, official_filter
 
 HERE = Path(__file__).resolve().parent
@@ -1084,9 +1084,7 @@ def run_kind(r: dict) -> str:
 def provenance_lines(r: dict) -> list[str]:
     """The header lines every results file of this script starts with: how, where and on what it ran."""
     d = r["dataset"]
-    return [f"- command: `{r['command']}`",
-            f"- git revision: {r['git_revision'] or 'n/a'}",
-            f"- machine: {describe_machine(r['machine'])}",
+    return [*provenance_header(r),
             f"- data: {d['train_videos']} training videos ({d['train_frames']} frames), "
             f"{d['test_videos']} test videos ({d['test_frames']} frames); labels: {d['labels']}",
             f"- synthetic anomalies: {r['object_bank']}"]

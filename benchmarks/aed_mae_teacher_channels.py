@@ -40,7 +40,7 @@ from vadistill.argtypes import comma_list
 from vadistill.data.clips import clip_indices
 from vadistill.data.labels import load_npz_masks
 from vadistill.methods.aed_mae import AedMae, clips_to_input
-from vadistill.provenance import command_line, describe_machine, git_revision, machine_info
+from vadistill.provenance import command_line, git_revision, machine_info, provenance_header
 from vadistill.scoring import smooth
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -152,8 +152,7 @@ def measure_run(run: str, work: Path, test_refs, labels: dict) -> dict:
 
 def markdown(result: dict) -> str:
     lines = ["# AED-MAE on Ped2: the teacher term's RGB and map channels", "",
-             f"- command: `{result['command']}`", f"- git revision: {result['git_revision']}",
-             f"- machine: {describe_machine(result['machine'])}",
+             *provenance_header(result),
              "- models: the trained runs of `benchmarks/aed_mae_ped2.py` named below (their config.json says how "
              "each was trained); nothing is retrained or chosen here, test labels only report",
              "- term: per-pixel error of the channel(s) -> 3-D mean filter -> frame maximum -> temporal filter "

@@ -32,14 +32,13 @@ import aed_mae_ped2 as ped2
 from vadistill.checkpoint import load_checkpoint
 from vadistill.errors import InputError
 from vadistill.methods.aed_mae import AedMae, average_weights
-from vadistill.provenance import command_line, describe_machine, machine_info
+from vadistill.provenance import command_line, machine_info, provenance_header
 
 
 def markdown(r: dict) -> str:
     first, last = r["averaged_epochs"][0], r["averaged_epochs"][-1]
     lines = ["# AED-MAE on Ped2: the average of the last teacher epochs' weights", "",
-             f"- command: `{r['command']}`", f"- git revision: {r['git_revision']}",
-             f"- machine: {describe_machine(r['machine'])}",
+             *provenance_header(r),
              f"- run: `{r['run']}`; averaged: teacher epochs {first}-{last} ({len(r['averaged_epochs'])} epochs, "
              "BatchNorm running statistics averaged too); kept by our normal validation: epoch "
              f"{r['kept_epoch']}",

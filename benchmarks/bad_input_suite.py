@@ -24,9 +24,9 @@ from pathlib import Path
 
 from vadistill.provenance import (
     command_line,
-    describe_machine,
     git_revision,
     machine_info,
+    provenance_header,
 )
 from vadistill.robustness import CASES, Workshop, case_named, cli_command, run_case
 
@@ -50,8 +50,7 @@ def markdown(result: dict) -> str:
          "one stderr line naming the file and what was expected (*error*), or the broken item named, skipped "
          "and counted while the others finish (*skip-with-warning*), or listed in `data check`'s report "
          "(*reported*); and no output left that looks complete. Cases: `src/vadistill/robustness/cases.py`."), "",
-        f"- command: `{result['command']}`", f"- vadistill command: `{result['vadistill_command']}`",
-        f"- git revision: {result['git_revision']}", f"- machine: {describe_machine(result['machine'])}",
+        *provenance_header(result), f"- vadistill command: `{result['vadistill_command']}`",
         f"- wall time: {result['wall_seconds']} s", "",
         *rows, ""])
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from vadistill.demo import run_demo
-from vadistill.provenance import command_line, describe_machine, git_revision, machine_info
+from vadistill.provenance import command_line, git_revision, machine_info, provenance_header
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -35,8 +35,7 @@ def main() -> int:
     segments = ", ".join(f"{s['start']}-{s['end']}" for s in summary["segments"]) or "none"
     (RESULTS / "demo.md").write_text("\n".join([
         "# `vadistill demo` end to end", "",
-        f"- command: `{result['command']}`", f"- git revision: {result['git_revision']}",
-        f"- machine: {describe_machine(machine)}", "",
+        *provenance_header(result), "",
         f"- wall time (render + train + score + outputs): {result['wall_seconds']} s "
         f"(training {result['train_seconds']} s, scoring {result['score_seconds']} s)",
         f"- frame AUC on the generated test clip (orientation only): {result['frame_auc_on_generated_clip']}",

@@ -53,7 +53,7 @@ from localisation import localisation  # noqa: E402  (benchmarks/localisation.py
 from vadistill import metrics  # noqa: E402
 from vadistill.data.benchmarks import load_ped2  # noqa: E402
 from vadistill.data.clips import clip_indices, load_frames, resize_frames  # noqa: E402
-from vadistill.provenance import command_line, describe_machine, git_revision, machine_info  # noqa: E402
+from vadistill.provenance import command_line, git_revision, machine_info, provenance_header  # noqa: E402
 from vadistill.data.pseudo import HarvestConfig, ObjectBank  # noqa: E402
 from vadistill.methods.aed_mae import clips_to_input  # noqa: E402
 from vadistill.methods.fast_aed import FastAed, FastAedConfig, student_parameters  # noqa: E402
@@ -284,9 +284,7 @@ def write_markdown(path: Path, r: dict) -> None:
     lines = [
         f"# Fast-AED on UCSD Ped2 ({'QUICK smoke run: numbers are meaningless' if r['quick'] else 'CPU benchmark'})",
         "",
-        f"- command: `{r['command']}`",
-        f"- git revision: {r['git_revision'] or 'n/a'}",
-        f"- machine: {describe_machine(r['machine'])} (at start)",
+        *provenance_header(r, machine_note=" (at start)"),
         f"- data: {r['dataset']}",
         f"- temporal filter (teachers and students): {r['temporal_filter']}",
         f"- student input {tuple(r['config']['input_size'])}, pseudo-anomalies: {r['pseudo_anomalies']}",

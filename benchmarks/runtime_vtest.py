@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from vadistill.provenance import command_line, describe_machine, git_revision, machine_info
+from vadistill.provenance import command_line, git_revision, machine_info, provenance_header
 
 ROOT = Path(__file__).resolve().parents[1]
 VIDEO = Path("/work/shared/data/demo_video/vtest.avi")
@@ -131,9 +131,8 @@ def bench_watch(model_path: Path, streams: int, seconds: float) -> dict:
 
 def markdown(result: dict) -> str:
     lines = ["# Runtime benchmarks on vtest.avi", "",
-             f"- Command: `{result['command']}`", f"- Git revision: {result['git_revision']}",
-             f"- Machine: {describe_machine(result['machine'])}, "
-             f"{result['machine']['torch_cpu_capability']}, onnxruntime {result['machine']['onnxruntime']}",
+             *provenance_header(result, machine_note=f", {result['machine']['torch_cpu_capability']}, "
+                                                     f"onnxruntime {result['machine']['onnxruntime']}"),
              f"- Model: {result['model']}", "", "## score (whole clip, 795 frames 768x576, overlay + plot)", "",
              "| Engine | Frames | Seconds | FPS |", "|---|---|---|---|"]
     lines += [f"| {r['engine']} | {r['frames']} | {r['seconds']} | {r['fps']} |" for r in result["score"]]

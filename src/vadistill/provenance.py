@@ -62,6 +62,15 @@ def describe_machine(info: dict) -> str:
             + (f", load average {load}" if load else ""))
 
 
+def provenance_header(result: dict, machine_note: str = "") -> list[str]:
+    """The three lines a benchmark's markdown report starts with: the command, the git revision and the
+    machine of ``result`` (its "command", "git_revision" and "machine" keys). ``machine_note`` follows
+    the machine, for example " (at start)" where the load was read before a long run."""
+    return [f"- command: `{result['command']}`",
+            f"- git revision: {result.get('git_revision') or 'n/a'}",
+            f"- machine: {describe_machine(result['machine'])}{machine_note}"]
+
+
 def git_revision(root: str | os.PathLike | None = None) -> str:
     """HEAD's hash, with "+uncommitted changes" when the tree differs from it; "unknown" outside git."""
     cwd = Path(root) if root is not None else Path(__file__).resolve().parent
